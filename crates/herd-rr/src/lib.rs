@@ -1,0 +1,1 @@
+//! herd-rr (placeholder)

@@ -1,0 +1,64 @@
+//! The connection-level protocol layer: bytes in, bytes out.
+//!
+//! The worker's event loop owns sockets and buffers; a [`Protocol`] turns input bytes into output
+//! bytes for one connection at a time. HTTP/1.1 ([`crate::http`]) is one protocol; a raw TCP
+//! service (the echo example) is another.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What the event loop does with a connection after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep the connection open and wait for more input.
+    Continue,
+    /// Write out everything already in the output buffer, then close the connection cleanly
+    /// (shutdown of the write half, then close).
+    Close,
+}
+
+/// The result of [`Connection::on_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// How many bytes at the front of the input were used; the loop drops them.
+    pub consumed: usize,
+    /// What to do next.
+    pub flow: Flow,
+}
+
+/// A factory of connections: one value per worker, shared by all its connections.
+///
+/// `Send + Sync` so that the same value can serve connections from a pool of threads.
+pub trait Protocol: Send + Sync + 'static {
+    /// The per-connection state.
+    type Conn: Connection;
+    /// A new connection was accepted (or handed over by the primary) from `peer`.
+    fn connect(&self, peer: Option<SocketAddr>, now: Instant) -> Self::Conn;
+}
+
+/// One connection's protocol state.
+pub trait Connection: 'static {
+    /// New bytes arrived. `input` holds every byte not yet consumed (old and new); append what
+    /// to send to `out`. Handle every complete request in `input` (pipelining), so that one
+    /// write answers a whole batch.
+    fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step;
+
+    /// The peer closed its write half; `input` holds what was not consumed. Default: close.
+    fn on_eof(&mut self, _input: &[u8], _out: &mut Vec<u8>) -> Flow {
+        Flow::Close
+    }
+
+    /// The moment this connection times out, if any (a header read timeout while a request is
+    /// partly read, a keep-alive idle timeout between requests). The loop checks it
+    /// periodically, after every callback.
+    fn deadline(&self) -> Option<Instant>;
+
+    /// The deadline passed. Append a last answer if the protocol has one (HTTP: 408) and return
+    /// [`Flow::Close`], or [`Flow::Continue`] when the deadline moved.
+    fn on_timeout(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow;
+
+    /// The worker started draining: return [`Flow::Close`] when nothing is in flight (the
+    /// connection closes at once); otherwise [`Flow::Continue`], finish the request in flight
+    /// and close after it (HTTP: answer with `Connection: close`).
+    fn on_drain(&mut self, out: &mut Vec<u8>) -> Flow;
+}
