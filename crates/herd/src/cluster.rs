@@ -1,0 +1,340 @@
+//! [`Cluster`]: the settings (Node's `setupPrimary`) and the entry point that supervises in
+//! the primary and serves in a worker, so one `main` works for both.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::{Poll, Token, Waker};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::listen::{Listeners, Policy};
+use crate::primary::spawn::SpawnSettings;
+use crate::primary::{self, Backoff, Event, Line, PrimaryHandle};
+use crate::worker::Worker;
+
+/// A cluster: how many workers, how they are started, how connections reach them, and what
+/// the primary does on each lifecycle event.
+///
+/// ```no_run
+/// use std::io::Write;
+///
+/// fn main() -> Result<(), herd::Error> {
+///     herd::Cluster::new().workers(2).run(|mut worker| {
+///         let listener = worker.listen("127.0.0.1:0")?;
+///         worker.listening(listener.local_addr().map_err(|e| herd::Error::from(e))?)?;
+///         for conn in listener.incoming() {
+///             let _ = conn.map(|mut c| writeln!(c, "hello from worker {}", worker.id()));
+///         }
+///         Ok(())
+///     })
+/// }
+/// ```
+pub struct Cluster {
+    workers: usize,
+    exec: Option<PathBuf>,
+    args: Option<Vec<OsString>>,
+    cwd: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    silent: bool,
+    policy: Policy,
+    backlog: i32,
+    shutdown_timeout: Duration,
+    max_message: usize,
+    wait_ready: bool,
+    ready_timeout: Duration,
+    reload_batch: usize,
+    backoff: Backoff,
+    on_event: Option<primary::OnEvent>,
+    poll: Option<(
+        Poll,
+        PrimaryHandle,
+        crossbeam_channel::Receiver<primary::Command>,
+    )>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("workers", &self.workers)
+            .field("exec", &self.exec)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster::new()
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::io("I/O error", e)
+    }
+}
+
+impl Cluster {
+    /// A cluster with the defaults documented on each setter.
+    pub fn new() -> Cluster {
+        Cluster {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            exec: None,
+            args: None,
+            cwd: None,
+            env: Vec::new(),
+            uid: None,
+            gid: None,
+            silent: false,
+            policy: Policy::default(),
+            backlog: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            max_message: crate::ipc::DEFAULT_MAX_MESSAGE,
+            wait_ready: false,
+            ready_timeout: Duration::from_secs(10),
+            reload_batch: 1,
+            backoff: Backoff {
+                first: Duration::from_millis(100),
+                max: Duration::from_secs(15),
+                healthy_after: Duration::from_secs(60),
+            },
+            on_event: None,
+            poll: None,
+        }
+    }
+
+    /// How many workers. Default: the available parallelism (CPUs this process may use).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// The executable workers run. Default: this program, as it was at the path it was
+    /// started from (so a rolling reload picks up a new binary put at that path).
+    pub fn exec(mut self, path: impl Into<PathBuf>) -> Self {
+        self.exec = Some(path.into());
+        self
+    }
+
+    /// Arguments for workers. Default: the primary's own arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The workers' working directory. Default: the primary's.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// An extra environment variable for workers (on top of the primary's environment).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The user id workers run as (the primary must be root). Default: the primary's.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// The group id workers run as (the primary must be root). Default: the primary's.
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// Discard the workers' stdout and stderr. Default: false (workers share the primary's).
+    pub fn silent(mut self, silent: bool) -> Self {
+        self.silent = silent;
+        self
+    }
+
+    /// How connections reach workers. Default: [`Policy::ReusePort`].
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The listen backlog of each listener. Default: 1024 (the kernel caps it at somaxconn).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// How long a stop or a disconnect waits for a worker to finish before SIGKILL; also the
+    /// worker's drain deadline. Default: 30 s.
+    pub fn shutdown_timeout(mut self, t: Duration) -> Self {
+        self.shutdown_timeout = t;
+        self
+    }
+
+    /// The largest IPC message, in bytes, either way. Default: 1 MiB.
+    pub fn max_message_bytes(mut self, n: usize) -> Self {
+        self.max_message = n;
+        self
+    }
+
+    /// Whether a reload waits for the new worker's explicit [`Worker::ready`] (PM2's
+    /// `wait_ready`) instead of its first `listening`. Default: false.
+    pub fn wait_ready(mut self, wait: bool) -> Self {
+        self.wait_ready = wait;
+        self
+    }
+
+    /// How long a reload waits for a new worker to be ready before it stops and keeps the
+    /// old workers. Default: 10 s.
+    pub fn ready_timeout(mut self, t: Duration) -> Self {
+        self.ready_timeout = t;
+        self
+    }
+
+    /// How many slots a rolling reload replaces at once. Default: 1.
+    pub fn reload_batch(mut self, n: usize) -> Self {
+        self.reload_batch = n.max(1);
+        self
+    }
+
+    /// The restart delay after a crash: `first`, doubled per crash in a row, capped at `max`,
+    /// reset after a worker lived `healthy_after`. Default: 100 ms, 15 s, 60 s (PM2's
+    /// exp_backoff_restart_delay).
+    pub fn restart_backoff(
+        mut self,
+        first: Duration,
+        max: Duration,
+        healthy_after: Duration,
+    ) -> Self {
+        self.backoff = Backoff {
+            first,
+            max,
+            healthy_after,
+        };
+        self
+    }
+
+    /// Called in the primary, on its loop, for every lifecycle event.
+    pub fn on_event(mut self, f: impl FnMut(&Event, &PrimaryHandle) + 'static) -> Self {
+        self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// A handle on the primary, for use from other threads (reload, scale, stop, send).
+    ///
+    /// # Errors
+    /// When the primary's poller cannot be created.
+    pub fn handle(&mut self) -> Result<PrimaryHandle> {
+        self.ensure_poll()?;
+        Ok(self.poll.as_ref().expect("created above").1.clone())
+    }
+
+    fn ensure_poll(&mut self) -> Result<()> {
+        if self.poll.is_none() {
+            let poll =
+                Poll::new().map_err(|e| Error::io("cannot create the primary's poller", e))?;
+            let waker = Waker::new(poll.registry(), Token(1))
+                .map_err(|e| Error::io("cannot create the primary's waker", e))?;
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let line = Line {
+                tx,
+                waker: Arc::new(waker),
+                max_message: self.max_message,
+            };
+            let handle = PrimaryHandle {
+                line,
+                workers: Arc::new(Mutex::new(Vec::new())),
+            };
+            self.poll = Some((poll, handle, rx));
+        }
+        Ok(())
+    }
+
+    /// In the primary: starts the workers and supervises them until the cluster stops
+    /// (SIGTERM/SIGINT or [`PrimaryHandle::stop`]). In a worker: connects to the primary and
+    /// runs `worker`; the process should exit when it returns.
+    ///
+    /// # Errors
+    /// In the primary: a setting that cannot work ([`ErrorKind::Config`]), workers that
+    /// cannot start ([`ErrorKind::Start`]), or a stop that had to kill workers
+    /// ([`ErrorKind::Shutdown`]). In a worker: what `worker` returned.
+    pub fn run<F>(mut self, worker: F) -> Result<()>
+    where
+        F: FnOnce(Worker) -> Result<()>,
+    {
+        if crate::is_worker() {
+            return worker(Worker::connect()?);
+        }
+        let spawn = self.spawn_settings()?;
+        self.ensure_poll()?;
+        let (poll, handle, rx) = self.poll.take().expect("created above");
+        let cfg = primary::Config {
+            workers: self.workers,
+            spawn,
+            listeners: Listeners::new(self.policy, self.backlog),
+            shutdown_timeout: self.shutdown_timeout,
+            wait_ready: self.wait_ready,
+            ready_timeout: self.ready_timeout,
+            reload_batch: self.reload_batch,
+            backoff: self.backoff,
+        };
+        primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run()
+    }
+
+    fn spawn_settings(&self) -> Result<SpawnSettings> {
+        let exec = match &self.exec {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("cannot find this program's path (set Cluster::exec)", e))?,
+        };
+        if !exec.is_file() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "exec {} is not a file: set Cluster::exec to the worker program",
+                    exec.display()
+                ),
+            ));
+        }
+        if let Some(dir) = &self.cwd {
+            if !dir.is_dir() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "cwd {} is not a directory: set Cluster::cwd to one that exists",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        if (self.uid.is_some() || self.gid.is_some()) && !nix::unistd::geteuid().is_root() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "uid/gid need the primary to run as root: run it as root or drop Cluster::uid/gid",
+            ));
+        }
+        Ok(SpawnSettings {
+            exec,
+            args: self
+                .args
+                .clone()
+                .unwrap_or_else(|| std::env::args_os().skip(1).collect()),
+            cwd: self.cwd.clone(),
+            env: self.env.clone(),
+            uid: self.uid,
+            gid: self.gid,
+            silent: self.silent,
+            max_message: self.max_message,
+            drain: self.shutdown_timeout,
+            report_load: false,
+        })
+    }
+}

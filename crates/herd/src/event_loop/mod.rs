@@ -1,0 +1,3 @@
+//! (placeholder until the loop lands)
+pub mod hooks;
+pub use hooks::{Hooks, Inbound, Standalone};

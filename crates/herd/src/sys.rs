@@ -1,0 +1,67 @@
+//! The few raw libc calls herd needs that nix and socket2 do not wrap. Every one is here.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Checks a libc return value the way mio's `syscall!` does.
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
+        // SAFETY: each caller passes arguments valid for this call (see its comment).
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// In a freshly forked child: clear close-on-exec on `fd` (so it survives exec) and ask for
+/// SIGKILL when the parent dies, so no worker outlives its primary. Async-signal-safe.
+pub(crate) fn child_setup(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
+    // fcntl(F_SETFD, 0) takes no pointer; fd is the child's copy of the IPC socket.
+    syscall!(fcntl(fd, libc::F_SETFD, 0))?;
+    // prctl(PR_SET_PDEATHSIG, SIGKILL) takes plain integers.
+    syscall!(prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0
+    ))?;
+    // The parent may have died between fork and prctl: then we were re-parented already.
+    // getppid() cannot fail.
+    if syscall!(getppid())? != parent {
+        return Err(io::Error::other(
+            "the primary died while starting this worker",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets close-on-exec on a descriptor this process owns.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // fcntl(F_SETFD, FD_CLOEXEC) takes no pointer.
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)).map(drop)
+}
+
+/// Whether `fd` is an open descriptor.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // fcntl(F_GETFD) only reads the descriptor's flags.
+    syscall!(fcntl(fd, libc::F_GETFD)).is_ok()
+}
+
+/// Workers leave terminal signals to the primary: Ctrl-C (SIGINT) and a hang-up reach the
+/// whole process group, and the primary stops or reloads its workers gracefully.
+pub(crate) fn ignore_terminal_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety rules apply.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}

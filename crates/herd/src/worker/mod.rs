@@ -1,0 +1,267 @@
+//! The worker's side of the cluster: its IPC channel to the primary, `listen` through the
+//! primary (Node's queryServer), messages, and serving with the event loop.
+
+mod hooks;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::{self, Channel, Received, ToPrimary, ToWorker};
+use crate::role::{self, WorkerEnv};
+
+pub(crate) use hooks::WorkerHooks;
+
+/// How long `listen` waits for the primary's answer.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Something the primary told this worker, for workers that do not run the event loop
+/// (see [`Worker::next_event`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkerEvent {
+    /// A message from the primary.
+    Message(Vec<u8>),
+    /// The primary asks this worker to finish its work and exit.
+    Disconnect,
+}
+
+/// Sends messages to the primary; cheap to clone, usable from any thread.
+#[derive(Clone, Debug)]
+pub struct WorkerSender {
+    stream: Arc<Mutex<UnixStream>>,
+    max_message: usize,
+}
+
+impl WorkerSender {
+    /// Sends a message to the primary (it arrives as [`crate::Event::Message`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::MessageTooLarge`] over the IPC limit, [`ErrorKind::NotConnected`] when
+    /// the primary is gone.
+    pub fn send(&self, message: &[u8]) -> Result<()> {
+        if message.len() > self.max_message {
+            return Err(Error::new(
+                ErrorKind::MessageTooLarge,
+                format!(
+                    "message of {} bytes exceeds the IPC limit of {} bytes (raise it with Cluster::max_message_bytes)",
+                    message.len(),
+                    self.max_message
+                ),
+            ));
+        }
+        self.frame(&ToPrimary::Message(message.to_vec()))
+    }
+
+    pub(crate) fn frame(&self, msg: &ToPrimary) -> Result<()> {
+        let mut frame = Vec::new();
+        msg.encode(&mut frame);
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        ipc::channel::send_blocking(&stream, &frame, &[])
+            .map_err(|e| Error::new(ErrorKind::NotConnected, format!("the primary is gone: {e}")))
+    }
+}
+
+/// This process as a worker of a herd cluster (Node's `cluster.worker`).
+pub struct Worker {
+    env: &'static WorkerEnv,
+    channel: Channel,
+    sender: WorkerSender,
+    next_req: u32,
+    early: VecDeque<WorkerEvent>,
+    early_conns: Vec<TcpStream>,
+    on_message: Option<Box<dyn FnMut(&[u8]) + Send>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id())
+            .field("slot", &self.slot())
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Connects to the primary that started this process.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when this process was not started as a worker.
+    pub fn connect() -> Result<Worker> {
+        let env = role::worker_env().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "this process was not started by a herd primary",
+            )
+        })?;
+        if !crate::sys::fd_is_open(env.fd) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("IPC fd {} from {} is not open", env.fd, role::ENV_FD),
+            ));
+        }
+        // SAFETY: the primary passed this fd for us alone (checked open above); this is the
+        // only place that takes ownership of it, once (role::worker_env runs once).
+        let stream = unsafe { UnixStream::from_raw_fd(env.fd) };
+        crate::sys::set_cloexec(env.fd).map_err(|e| Error::io("IPC fd", e))?;
+        crate::sys::ignore_terminal_signals();
+        let sender = WorkerSender {
+            stream: Arc::new(Mutex::new(
+                stream.try_clone().map_err(|e| Error::io("IPC fd", e))?,
+            )),
+            max_message: env.max_message,
+        };
+        let channel = Channel::new(stream, env.max_message).map_err(|e| Error::io("IPC fd", e))?;
+        sender.frame(&ToPrimary::Online)?;
+        Ok(Worker {
+            env,
+            channel,
+            sender,
+            next_req: 1,
+            early: VecDeque::new(),
+            early_conns: Vec::new(),
+            on_message: None,
+        })
+    }
+
+    /// This worker's id (1, 2, ...; never reused).
+    pub fn id(&self) -> u32 {
+        self.env.id
+    }
+
+    /// This worker's slot (0-based; stable across replacements).
+    pub fn slot(&self) -> usize {
+        self.env.slot
+    }
+
+    /// The CPU this worker's slot is pinned to, under a pinned policy.
+    pub fn cpu(&self) -> Option<usize> {
+        self.env.cpu
+    }
+
+    /// A sender for messages to the primary, for use from any thread.
+    pub fn sender(&self) -> WorkerSender {
+        self.sender.clone()
+    }
+
+    /// Sends a message to the primary.
+    ///
+    /// # Errors
+    /// As [`WorkerSender::send`].
+    pub fn send(&self, message: &[u8]) -> Result<()> {
+        self.sender.send(message)
+    }
+
+    /// Tells the primary this worker is ready (PM2's `process.send('ready')`): with
+    /// [`crate::Cluster::wait_ready`], a reload replaces the old worker only after this.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotConnected`] when the primary is gone.
+    pub fn ready(&self) -> Result<()> {
+        self.sender.frame(&ToPrimary::Ready)
+    }
+
+    /// Called with every message from the primary while [`Worker::serve`] runs.
+    pub fn on_message(&mut self, f: impl FnMut(&[u8]) + Send + 'static) {
+        self.on_message = Some(Box::new(f));
+    }
+
+    /// Asks the primary for this slot's listener on `addr` (Node's queryServer). Port 0
+    /// resolves to one real port shared by every worker.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Listen`] with the primary's sentence (e.g. address in use, permission
+    /// denied) and its errno in [`Error::raw_os_error`].
+    pub fn listen(&mut self, addr: impl ToSocketAddrs) -> Result<TcpListener> {
+        let addr = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::io("cannot resolve the listen address", e))?
+            .next()
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Config, "the listen address resolves to nothing")
+            })?;
+        let req = self.next_req;
+        self.next_req += 1;
+        self.sender.frame(&ToPrimary::Listen {
+            req,
+            addr: addr.to_string(),
+        })?;
+        loop {
+            let got = self
+                .channel
+                .recv_blocking::<ToWorker>(LISTEN_TIMEOUT)
+                .map_err(|e| {
+                    Error::new(ErrorKind::NotConnected, format!("listen on {addr}: {e}"))
+                })?;
+            match got {
+                Received::Message(ToWorker::ListenOk { req: r }, fds) if r == req => {
+                    let fd = fds
+                        .into_iter()
+                        .next()
+                        .expect("one fd, checked by the channel");
+                    return Ok(TcpListener::from(fd));
+                }
+                Received::Message(
+                    ToWorker::ListenErr {
+                        req: r,
+                        errno,
+                        text,
+                    },
+                    _,
+                ) if r == req => {
+                    return Err(Error::with_errno(ErrorKind::Listen, text, errno));
+                }
+                other => self.stash(other),
+            }
+        }
+    }
+
+    fn stash(&mut self, r: Received<ToWorker>) {
+        match r {
+            Received::Message(ToWorker::Message(m), _) => {
+                self.early.push_back(WorkerEvent::Message(m))
+            }
+            Received::Message(ToWorker::Disconnect, _) => {
+                self.early.push_back(WorkerEvent::Disconnect)
+            }
+            Received::Message(ToWorker::Connections(_), fds) => self
+                .early_conns
+                .extend(fds.into_iter().map(TcpStream::from)),
+            other => tracing::debug!("ignored IPC message: {other:?}"),
+        }
+    }
+
+    /// Tells the primary this worker serves `addr` (its `listening` event). [`Worker::serve`]
+    /// does this itself; a worker with its own server calls it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotConnected`] when the primary is gone.
+    pub fn listening(&self, addr: SocketAddr) -> Result<()> {
+        self.sender.frame(&ToPrimary::Listening {
+            addr: addr.to_string(),
+        })
+    }
+
+    /// Waits up to `timeout` for the next message or disconnect request, for workers that do
+    /// not run the event loop. `Ok(None)` when the time ran out.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotConnected`] once the primary is gone.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<WorkerEvent>> {
+        loop {
+            if let Some(ev) = self.early.pop_front() {
+                return Ok(Some(ev));
+            }
+            match self.channel.recv_blocking::<ToWorker>(timeout) {
+                Ok(r) => self.stash(r),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
+                Err(e) => return Err(Error::new(ErrorKind::NotConnected, e.to_string())),
+            }
+        }
+    }
+}

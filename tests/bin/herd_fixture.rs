@@ -1,0 +1,196 @@
+//! A configurable cluster for the end-to-end tests in tests/: the primary prints every
+//! lifecycle event as one line on stdout (`EV <kind> id=.. ...`); workers behave as the
+//! `FIX_*` environment variables say. Not an example: see examples/ for those.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use herd::{Cluster, Event, Exit, WorkerEvent};
+
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn ms(k: &str) -> Option<Duration> {
+    var(k)
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
+fn say(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn main() {
+    // Read before herd consumes it: the garbage mode writes raw bytes on the IPC socket.
+    let raw_ipc_fd: Option<i32> = var("HERD_IPC_FD").and_then(|v| v.parse().ok());
+    let mut cluster = Cluster::new().workers(var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap()));
+    if let Some(t) = ms("FIX_SHUTDOWN_MS") {
+        cluster = cluster.shutdown_timeout(t);
+    }
+    if let Some(first) = ms("FIX_BACKOFF_MS") {
+        cluster = cluster.restart_backoff(first, first * 64, Duration::from_secs(60));
+    }
+    if let Some(n) = var("FIX_MAX_MESSAGE") {
+        cluster = cluster.max_message_bytes(n.parse().unwrap());
+    }
+    if let Some(dir) = var("FIX_CWD") {
+        cluster = cluster.cwd(dir);
+    }
+    if let Some(kv) = var("FIX_ENV") {
+        let (k, v) = kv.split_once('=').unwrap();
+        cluster = cluster.env(k, v);
+    }
+    if let Some(t) = ms("FIX_READY_TIMEOUT_MS") {
+        cluster = cluster.ready_timeout(t);
+    }
+    if var("FIX_POLICY").as_deref() == Some("shared") {
+        cluster = cluster.policy(herd::Policy::Shared);
+    }
+    let action = var("FIX_PRIMARY").unwrap_or_default();
+    let want = var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap());
+    let mut listening = 0;
+    cluster = cluster.on_event(move |ev, primary| {
+        let line = match ev {
+            Event::Fork(w) => format!("EV fork id={} pid={} slot={}", w.id(), w.pid(), w.slot()),
+            Event::Online(w) => format!("EV online id={} state={:?}", w.id(), w.state()),
+            Event::Listening(w, a) => {
+                format!("EV listening id={} addr={a} state={:?}", w.id(), w.state())
+            }
+            Event::Message(w, m) => {
+                format!(
+                    "EV message id={} data={}",
+                    w.id(),
+                    String::from_utf8_lossy(m)
+                )
+            }
+            Event::Disconnect(w) => format!(
+                "EV disconnect id={} ead={} connected={}",
+                w.id(),
+                w.exited_after_disconnect(),
+                w.is_connected()
+            ),
+            Event::Exit(w, e) => {
+                let how = match e {
+                    Exit::Code(c) => format!("code={c}"),
+                    Exit::Signal(s) => format!("signal={s}"),
+                };
+                format!(
+                    "EV exit id={} {how} ead={} dead={}",
+                    w.id(),
+                    w.exited_after_disconnect(),
+                    w.is_dead()
+                )
+            }
+            _ => format!("EV other {ev:?}"),
+        };
+        say(line);
+        if let Event::Listening(w, _) = ev {
+            listening += 1;
+            match action.as_str() {
+                "ping" => w.send(format!("ping:{}", w.id())).unwrap(),
+                "disconnect-first" if w.id() == 1 => w.disconnect(),
+                "kill-first" if w.id() == 1 => w.kill(libc::SIGTERM),
+                "broadcast" if listening == want => primary.broadcast("all").unwrap(),
+                "too-large" if w.id() == 1 => {
+                    let e = w.send(vec![0u8; 1 << 21]).unwrap_err();
+                    say(format!("PRIMARY send-error kind={:?} {e}", e.kind()));
+                }
+                _ => {}
+            }
+        }
+    });
+    let result = cluster.run(|worker| run_worker(worker, raw_ipc_fd));
+    if let Err(e) = result {
+        eprintln!("herd-fixture: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result<()> {
+    let mode = var("FIX_MODE").unwrap_or_default();
+    let id = worker.id();
+    if mode == "exit42" {
+        std::process::exit(42);
+    }
+    if mode == "crash" {
+        std::thread::sleep(Duration::from_millis(20));
+        std::process::abort();
+    }
+    if mode == "crash-new"
+        && var("FIX_GENERATION_FILE").is_some_and(|f| std::path::Path::new(&f).exists())
+    {
+        std::process::exit(3);
+    }
+    if mode == "garbage" {
+        let fd = raw_ipc_fd.unwrap();
+        // An unknown kind, then a whole frame over the limit, then (below) a real message.
+        let mut junk = vec![2, 0, 0, 0, 250, 1];
+        junk.extend_from_slice(&5000u32.to_le_bytes());
+        junk.push(5);
+        junk.extend_from_slice(&[0xAB; 4999]);
+        // SAFETY: fd is this process's IPC socket; the buffer is valid for its length.
+        unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) };
+        worker.send(b"still-alive")?;
+    }
+    if mode == "too-large" {
+        let e = worker.send(&vec![0u8; 1 << 21]).unwrap_err();
+        worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
+    }
+    if let Some(addr) = var("FIX_ADDR") {
+        let listener = match worker.listen(addr.as_str()) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("worker {id}: listen failed: {e}");
+                std::process::exit(1);
+            }
+        };
+        worker.listening(listener.local_addr()?)?;
+        std::thread::spawn(move || serve(listener, id));
+    }
+    if mode == "hang" {
+        // Never reads IPC again: only SIGKILL ends it.
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    if mode == "hello" {
+        worker.send(format!("hello from {id}").as_bytes())?;
+    }
+    loop {
+        match worker.next_event(Duration::from_secs(3600)) {
+            Ok(Some(WorkerEvent::Message(m))) => {
+                let text = String::from_utf8_lossy(&m);
+                worker.send(format!("got:{text}:from:{id}").as_bytes())?;
+            }
+            Ok(Some(WorkerEvent::Disconnect)) => std::process::exit(0),
+            Ok(Some(_)) | Ok(None) => {}
+            Err(_) => std::process::exit(0),
+        }
+    }
+}
+
+/// Answers every connection with one line about this worker, then closes it.
+fn serve(listener: TcpListener, id: u32) {
+    let _ = listener.set_nonblocking(false);
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let line = format!(
+            "id={id} pid={} cwd={} env={} args={}\n",
+            std::process::id(),
+            cwd.display(),
+            var("FIX_CHILD_ENV").unwrap_or_default(),
+            args.join(",")
+        );
+        let _ = conn.write_all(line.as_bytes());
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 64];
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = conn.read(&mut sink);
+    }
+}

@@ -1,0 +1,232 @@
+//! Node's cluster tests, ported: event order, states, ids, exit codes and signals, disconnect,
+//! settings, and what happens when the primary dies.
+
+mod util;
+
+use std::time::{Duration, Instant};
+use util::*;
+
+fn id_of(line: &str) -> u32 {
+    field(line, "id").unwrap().parse().unwrap()
+}
+
+#[test]
+fn basic_event_order_states_and_ids() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "3"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    let start = Instant::now();
+    for _ in 0..3 {
+        c.expect(5 * SEC, |l| l.starts_with("EV listening"));
+    }
+    let took = start.elapsed();
+    let events: Vec<&String> = c.seen.iter().filter(|l| l.starts_with("EV ")).collect();
+    for id in 1..=3 {
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|l| id_of(l) == id)
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["fork", "online", "listening"],
+            "worker {id}: {events:?}"
+        );
+    }
+    assert!(c
+        .seen
+        .iter()
+        .any(|l| l.contains("EV online id=1 state=Online")));
+    assert!(c
+        .seen
+        .iter()
+        .any(|l| l.starts_with("EV listening id=1") && l.contains("state=Listening")));
+    let slots: Vec<&str> = c.seen.iter().filter_map(|l| field(l, "slot")).collect();
+    assert_eq!(slots, ["0", "1", "2"]);
+    eprintln!("3 workers from start to all listening: {took:?}");
+}
+
+#[test]
+fn worker_exit_code_is_reported_and_not_after_disconnect() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_MODE", "exit42"),
+            ("FIX_BACKOFF_MS", "5000"),
+        ],
+        &[],
+    );
+    let exit = c.expect(5 * SEC, |l| l.starts_with("EV exit"));
+    assert_eq!(field(&exit, "code"), Some("42"), "{exit}");
+    assert_eq!(field(&exit, "ead"), Some("false"));
+    assert_eq!(field(&exit, "dead"), Some("true"));
+    let disconnect_at = c
+        .seen
+        .iter()
+        .position(|l| l.starts_with("EV disconnect id=1"))
+        .unwrap();
+    let exit_at = c
+        .seen
+        .iter()
+        .position(|l| l.starts_with("EV exit id=1"))
+        .unwrap();
+    assert!(
+        disconnect_at < exit_at,
+        "disconnect comes before exit: {:?}",
+        c.seen
+    );
+}
+
+#[test]
+fn worker_kill_reports_the_signal() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_PRIMARY", "kill-first"),
+        ],
+        &[],
+    );
+    let exit = c.expect(5 * SEC, |l| l.starts_with("EV exit id=1"));
+    assert_eq!(field(&exit, "signal"), Some("15"), "{exit}");
+    assert_eq!(field(&exit, "ead"), Some("true"));
+    // The slot is refilled by a new worker with a new id.
+    c.expect(5 * SEC, |l| l.starts_with("EV listening id=2"));
+}
+
+#[test]
+fn worker_disconnect_exits_cleanly_after_disconnect() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_PRIMARY", "disconnect-first"),
+        ],
+        &[],
+    );
+    let d = c.expect(5 * SEC, |l| l.starts_with("EV disconnect id=1"));
+    assert_eq!(field(&d, "ead"), Some("true"));
+    assert_eq!(field(&d, "connected"), Some("false"));
+    let exit = c.expect(5 * SEC, |l| l.starts_with("EV exit id=1"));
+    assert_eq!(field(&exit, "code"), Some("0"), "{exit}");
+    assert_eq!(field(&exit, "ead"), Some("true"));
+}
+
+#[test]
+fn settings_reach_the_workers() {
+    let dir = std::env::temp_dir();
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_CWD", dir.to_str().unwrap()),
+            ("FIX_ENV", "FIX_CHILD_ENV=from-settings"),
+        ],
+        &["alpha", "beta"],
+    );
+    let l = c.expect(5 * SEC, |l| l.starts_with("EV listening"));
+    let line = fetch_line(field(&l, "addr").unwrap().parse().unwrap()).unwrap();
+    assert!(line.contains(&format!("cwd={}", dir.display())), "{line}");
+    assert!(line.contains("env=from-settings"), "{line}");
+    assert!(line.contains("args=alpha,beta"), "{line}");
+}
+
+#[test]
+fn no_orphans_when_the_primary_is_killed() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "2"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    c.expect_n(2, 5 * SEC, "EV listening");
+    let pids = c.worker_pids();
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| alive(*p)));
+    c.signal(libc::SIGKILL);
+    let deadline = Instant::now() + SEC;
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "workers outlived their primary by over 1 s"
+    );
+}
+
+#[test]
+fn a_cluster_with_no_workers_stops_at_once() {
+    let mut c = Proc::start(FIXTURE, &[("FIX_WORKERS", "0")], &[]);
+    let status = c.wait(5 * SEC).expect("exits");
+    assert!(status.success(), "{status:?} {}", c.stderr());
+}
+
+#[test]
+fn sigterm_stops_every_worker_and_exits_zero() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "2"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    c.expect_n(2, 5 * SEC, "EV listening");
+    let pids = c.worker_pids();
+    let start = Instant::now();
+    c.signal(libc::SIGTERM);
+    let status = c.wait(10 * SEC).expect("exits");
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?} {}", c.stderr());
+    assert!(pids.iter().all(|p| !alive(*p)));
+    eprintln!("2 workers from SIGTERM to primary exit: {took:?}");
+}
+
+#[test]
+fn a_second_sigint_stops_at_once_with_an_error() {
+    // Workers that ignore the disconnect request (they never read their IPC): FIX_MODE=hang.
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_MODE", "hang"),
+            ("FIX_SHUTDOWN_MS", "60000"),
+        ],
+        &[],
+    );
+    c.expect(5 * SEC, |l| l.starts_with("EV listening"));
+    c.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        c.wait(Duration::ZERO).is_none(),
+        "the first SIGINT waits for the worker"
+    );
+    c.signal(libc::SIGINT);
+    let status = c.wait(5 * SEC).expect("the second SIGINT stops at once");
+    assert_eq!(status.code(), Some(1));
+    assert!(c.stderr().contains("second signal"), "{}", c.stderr());
+}
+
+#[test]
+fn the_shutdown_timeout_kills_a_stuck_worker() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_MODE", "hang"),
+            ("FIX_SHUTDOWN_MS", "300"),
+        ],
+        &[],
+    );
+    c.expect(5 * SEC, |l| l.starts_with("EV listening"));
+    c.signal(libc::SIGTERM);
+    let exit = c.expect(5 * SEC, |l| l.starts_with("EV exit"));
+    assert_eq!(field(&exit, "signal"), Some("9"), "{exit}");
+    let status = c.wait(5 * SEC).expect("exits");
+    assert_eq!(status.code(), Some(1), "not a clean stop");
+    assert!(c.stderr().contains("shutdown timeout"), "{}", c.stderr());
+}

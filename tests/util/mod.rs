@@ -1,0 +1,214 @@
+//! Shared helpers for the end-to-end tests: start a real cluster process, read its event
+//! lines, and always kill and reap everything it started (guards with Drop).
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The fixture cluster binary.
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_herd-fixture");
+
+/// A process under test: its stdout lines, its stderr, and every worker pid it reported.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    pids: Arc<Mutex<HashSet<i32>>>,
+}
+
+/// Extracts `key=value` from an event line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl Proc {
+    /// Starts `program` with `env` (stdout and stderr captured).
+    pub fn start(program: &str, env: &[(&str, &str)], args: &[&str]) -> Proc {
+        Self::spawn(Command::new(program).args(args).envs(env.iter().copied()))
+    }
+
+    /// Starts a prepared command (stdout and stderr captured).
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the process under test");
+        let pids = Arc::new(Mutex::new(HashSet::new()));
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        let p = pids.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("EV fork") {
+                    if let Some(pid) = field(&line, "pid").and_then(|v| v.parse().ok()) {
+                        p.lock().unwrap().insert(pid);
+                    }
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+            pids,
+        }
+    }
+
+    /// The primary's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Every worker pid reported so far.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        self.pids.lock().unwrap().iter().copied().collect()
+    }
+
+    /// What the process wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends `sig` to the primary.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we started and a valid signal number.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the next line matching `pred` (keeping every line in `seen`).
+    pub fn expect(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "no matching line within {timeout:?}; seen:\n{}\nstderr:\n{}",
+                    self.seen.join("\n"),
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits for `n` lines starting with `prefix`.
+    pub fn expect_n(&mut self, n: usize, timeout: Duration, prefix: &str) -> Vec<String> {
+        (0..n)
+            .map(|_| self.expect(timeout, |l| l.starts_with(prefix)))
+            .collect()
+    }
+
+    /// Collects lines for `d` without waiting for any in particular.
+    pub fn drain_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
+    /// Waits up to `timeout` for the primary to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in self.worker_pids() {
+            // SAFETY: kill(2) on a pid this test's cluster reported; harmless if it is gone.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether `pid` is still a process (and not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Connects to `addr`, reads everything until the server closes, with timeouts.
+pub fn fetch_line(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Sends an HTTP/1.1 GET with `Connection: close` and returns the whole response.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub const SEC: Duration = Duration::from_secs(1);
