@@ -207,7 +207,12 @@ fn a_second_sigint_stops_at_once_with_an_error() {
     c.signal(libc::SIGINT);
     let status = c.wait(5 * SEC).expect("the second SIGINT stops at once");
     assert_eq!(status.code(), Some(1));
-    assert!(c.stderr().contains("second signal"), "{}", c.stderr());
+    assert!(
+        c.stderr_contains(5 * SEC, &["second signal"])
+            .contains("second signal"),
+        "{}",
+        c.stderr()
+    );
 }
 
 #[test]
@@ -228,5 +233,10 @@ fn the_shutdown_timeout_kills_a_stuck_worker() {
     assert_eq!(field(&exit, "signal"), Some("9"), "{exit}");
     let status = c.wait(5 * SEC).expect("exits");
     assert_eq!(status.code(), Some(1), "not a clean stop");
-    assert!(c.stderr().contains("shutdown timeout"), "{}", c.stderr());
+    assert!(
+        c.stderr_contains(5 * SEC, &["shutdown timeout"])
+            .contains("shutdown timeout"),
+        "{}",
+        c.stderr()
+    );
 }

@@ -27,6 +27,11 @@ fn say(line: String) {
 fn main() {
     // Read before herd consumes it: the garbage mode writes raw bytes on the IPC socket.
     let raw_ipc_fd: Option<i32> = var("HERD_IPC_FD").and_then(|v| v.parse().ok());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let mut cluster = Cluster::new().workers(var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap()));
     if let Some(t) = ms("FIX_SHUTDOWN_MS") {
         cluster = cluster.shutdown_timeout(t);

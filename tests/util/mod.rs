@@ -98,6 +98,18 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits up to `timeout` for stderr to contain every one of `needles`; returns stderr.
+    pub fn stderr_contains(&self, timeout: Duration, needles: &[&str]) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let err = self.stderr();
+            if needles.iter().all(|n| err.contains(n)) || Instant::now() >= deadline {
+                return err;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends `sig` to the primary.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) with a pid we started and a valid signal number.
@@ -130,6 +142,17 @@ impl Proc {
         (0..n)
             .map(|_| self.expect(timeout, |l| l.starts_with(prefix)))
             .collect()
+    }
+
+    /// Waits until a line starting with each of `prefixes` has been seen, in any order.
+    pub fn expect_all(&mut self, timeout: Duration, prefixes: &[&str]) {
+        let deadline = Instant::now() + timeout;
+        for p in prefixes {
+            if !self.seen.iter().any(|l| l.starts_with(p)) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.expect(left, |l| l.starts_with(p));
+            }
+        }
     }
 
     /// Collects lines for `d` without waiting for any in particular.

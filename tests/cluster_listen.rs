@@ -1,0 +1,115 @@
+//! Listening through the primary: port 0, bind errors, privileged ports, both policies.
+
+mod util;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use util::*;
+
+#[test]
+fn port_zero_gives_one_real_port_shared_by_every_worker() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "3"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    let addrs: HashSet<String> = c
+        .expect_n(3, 5 * SEC, "EV listening")
+        .iter()
+        .map(|l| field(l, "addr").unwrap().to_string())
+        .collect();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    let addr: SocketAddr = addrs.into_iter().next().unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 0);
+    // Every worker serves on it: the kernel spreads new connections over the slots.
+    let mut ids = HashSet::new();
+    for _ in 0..60 {
+        let line = fetch_line(addr).unwrap();
+        ids.insert(field(&line, "id").unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 3, "connections reached {ids:?}");
+}
+
+#[test]
+fn shared_policy_serves_through_one_listener() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "2"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_POLICY", "shared"),
+        ],
+        &[],
+    );
+    let l = c.expect_n(2, 5 * SEC, "EV listening");
+    let addr: SocketAddr = field(&l[0], "addr").unwrap().parse().unwrap();
+    assert_eq!(field(&l[1], "addr").unwrap(), addr.to_string());
+    assert!(fetch_line(addr).unwrap().starts_with("id="));
+}
+
+#[test]
+fn bind_twice_second_cluster_gets_eaddrinuse_and_stops() {
+    let mut first = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "2"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    let l = first.expect(5 * SEC, |l| l.starts_with("EV listening"));
+    let addr = field(&l, "addr").unwrap().to_string();
+    let start = Instant::now();
+    let mut second = Proc::start(FIXTURE, &[("FIX_WORKERS", "2"), ("FIX_ADDR", &addr)], &[]);
+    let status = second
+        .wait(10 * SEC)
+        .expect("the second cluster stops instead of spinning");
+    assert_eq!(status.code(), Some(1));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = second.stderr_contains(5 * SEC, &["already in use (EADDRINUSE)"]);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("herd-fixture: worker") && last.contains("already in use (EADDRINUSE)"),
+        "{err}"
+    );
+    second.drain_for(Duration::from_millis(50));
+    let forks = second
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("EV fork"))
+        .count();
+    assert!(forks <= 2, "no restart loop: {:?}", second.seen);
+    // The first cluster is untouched and still serves.
+    assert!(fetch_line(addr.parse().unwrap())
+        .unwrap()
+        .starts_with("id="));
+}
+
+#[test]
+fn privileged_port_as_non_root_is_eacces() {
+    let unprivileged_start: u32 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1024);
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || unprivileged_start <= 80 {
+        eprintln!("skipped: needs root to run the cluster as another uid, and port 80 privileged");
+        return;
+    }
+    let mut cmd = std::process::Command::new(FIXTURE);
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    cmd.env("FIX_WORKERS", "1").env("FIX_ADDR", "127.0.0.1:80");
+    let mut c = Proc::spawn(&mut cmd);
+    let status = c.wait(10 * SEC).expect("stops");
+    assert_eq!(status.code(), Some(1), "{}", c.stderr());
+    assert!(
+        c.stderr_contains(
+            5 * SEC,
+            &["permission denied to listen on 127.0.0.1:80 (EACCES)"]
+        )
+        .contains("permission denied to listen on 127.0.0.1:80 (EACCES)"),
+        "{}",
+        c.stderr()
+    );
+}
