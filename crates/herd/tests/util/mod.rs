@@ -6,6 +6,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -15,9 +17,21 @@ use herd::{Handler, Http};
 /// Nothing in a test waits longer than this.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Hooks over one end of a Unix socket pair: a byte means Disconnect (drain), EOF means Closed.
+/// Hooks over one end of a Unix socket pair: `d` means Disconnect (drain), `c` means take the
+/// streams queued on `handed`, EOF means Closed. `took` and `load` are recorded in `seen`.
 struct ControlHooks {
     sock: UnixStream,
+    handed: mpsc::Receiver<TcpStream>,
+    seen: Arc<Seen>,
+}
+
+/// What the loop reported through its hooks.
+#[derive(Default)]
+pub struct Seen {
+    /// The sum of `took(n)`.
+    pub took: AtomicUsize,
+    /// The last `load(open)`.
+    pub load: AtomicUsize,
 }
 
 impl Hooks for ControlHooks {
@@ -33,7 +47,14 @@ impl Hooks for ControlHooks {
                     inbound.push(Inbound::Closed);
                     return Ok(());
                 }
-                Ok(_) => inbound.push(Inbound::Disconnect),
+                Ok(n) => {
+                    for &byte in &buf[..n] {
+                        inbound.push(match byte {
+                            b'c' => Inbound::Connections(self.handed.try_iter().collect()),
+                            _ => Inbound::Disconnect,
+                        });
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -41,12 +62,22 @@ impl Hooks for ControlHooks {
     }
 
     fn serving(&mut self, _addrs: &[SocketAddr]) {}
+
+    fn took(&mut self, n: usize) {
+        self.seen.took.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn load(&mut self, open: usize) {
+        self.seen.load.store(open, Ordering::SeqCst);
+    }
 }
 
 /// A loop serving on a thread; dropping it drains it and joins the thread.
 pub struct Server {
     pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
     control: UnixStream,
+    handed: mpsc::Sender<TcpStream>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -56,18 +87,20 @@ pub fn start<H: Handler>(http: Http<H>, config: Config) -> Server {
     let addr = listener.local_addr().expect("local_addr");
     let (control, theirs) = UnixStream::pair().expect("socketpair");
     theirs.set_nonblocking(true).expect("nonblocking");
-    let thread = thread::spawn(move || {
-        let mut hooks = ControlHooks { sock: theirs };
-        event_loop::run(
-            vec![listener],
-            std::sync::Arc::new(http),
-            &config,
-            &mut hooks,
-        )
-    });
+    let (handed, receiver) = mpsc::channel();
+    let seen = Arc::new(Seen::default());
+    let mut hooks = ControlHooks {
+        sock: theirs,
+        handed: receiver,
+        seen: Arc::clone(&seen),
+    };
+    let thread =
+        thread::spawn(move || event_loop::run(vec![listener], Arc::new(http), &config, &mut hooks));
     Server {
         addr,
+        seen,
         control,
+        handed,
         thread: Some(thread),
     }
 }
@@ -83,6 +116,12 @@ impl Server {
             .set_write_timeout(Some(TIMEOUT))
             .expect("write timeout");
         stream
+    }
+
+    /// Hand `stream` to the loop as [`Inbound::Connections`] (as a hand-off policy would).
+    pub fn hand_over(&mut self, stream: TcpStream) {
+        self.handed.send(stream).expect("loop gone");
+        self.control.write_all(b"c").expect("control write");
     }
 
     /// Tell the loop to drain, without waiting for it.
