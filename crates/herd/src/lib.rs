@@ -1,4 +1,19 @@
-//! herd: Node.js's `cluster` module for Rust on Linux.
+//! herd: Node.js's `cluster` module for Rust on Linux. A primary process starts worker
+//! processes that share one server port, restarts them when they crash, talks to them over
+//! IPC, and replaces them one by one without dropping a connection. Each worker serves its
+//! connections with one event loop ([`event_loop`]) and, for HTTP, a [`Handler`].
+//!
+//! ```no_run
+//! use herd::{Cluster, Request, Response};
+//!
+//! fn main() -> Result<(), herd::Error> {
+//!     Cluster::new().workers(2).run(|worker| {
+//!         worker.serve_http("0.0.0.0:8000", |_req: &Request<'_>, res: &mut Response| {
+//!             res.body("hello\n");
+//!         })
+//!     })
+//! }
+//! ```
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -7,6 +22,7 @@ mod sys;
 mod cluster;
 mod error;
 pub mod event_loop;
+pub mod http;
 mod ipc;
 mod listen;
 mod primary;
@@ -16,6 +32,7 @@ mod worker;
 
 pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};
+pub use http::{Handler, Http, Request, Response};
 pub use listen::Policy;
 pub use primary::{Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};

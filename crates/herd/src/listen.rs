@@ -73,18 +73,17 @@ impl Listeners {
     ) -> Result<BorrowedFd<'_>, ListenError> {
         let backlog = self.backlog;
         let policy = self.policy;
-        if !self.groups.contains_key(&requested) {
-            let addr = probe(requested)?;
-            self.groups.insert(
-                requested,
-                Group {
+        let group = match self.groups.entry(requested) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let addr = probe(requested)?;
+                v.insert(Group {
                     addr,
                     shared: None,
                     slots: HashMap::new(),
-                },
-            );
-        }
-        let group = self.groups.get_mut(&requested).expect("inserted above");
+                })
+            }
+        };
         let addr = group.addr;
         let socket = match policy {
             Policy::Shared => match &mut group.shared {

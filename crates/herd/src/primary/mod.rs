@@ -790,7 +790,7 @@ impl Primary {
                 }
                 return;
             };
-            if !self.slots.get(&slot).is_some_and(|s| !s.removing) {
+            if self.slots.get(&slot).is_none_or(|s| s.removing) {
                 continue;
             }
             let deadline = Instant::now() + self.cfg.ready_timeout;

@@ -7,21 +7,21 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use super::{WorkerEvent, WorkerSender};
+use super::{OnMessage, WorkerEvent, WorkerSender};
 use crate::event_loop::{Hooks, Inbound};
 use crate::ipc::{Channel, Received, ToPrimary, ToWorker};
 
 /// The least time between two load reports.
 const LOAD_EVERY: Duration = Duration::from_millis(20);
 
-pub(crate) struct WorkerHooks {
-    pub(crate) channel: Channel,
-    pub(crate) sender: WorkerSender,
-    pub(crate) on_message: Option<Box<dyn FnMut(&[u8]) + Send>>,
-    pub(crate) early: Vec<WorkerEvent>,
-    pub(crate) early_conns: Vec<TcpStream>,
-    pub(crate) report_load: bool,
-    pub(crate) last_load: Option<(Instant, usize)>,
+pub(super) struct WorkerHooks {
+    pub(super) channel: Channel,
+    pub(super) sender: WorkerSender,
+    pub(super) on_message: Option<OnMessage>,
+    pub(super) early: Vec<WorkerEvent>,
+    pub(super) early_conns: Vec<TcpStream>,
+    pub(super) report_load: bool,
+    pub(super) last_load: Option<(Instant, usize)>,
 }
 
 impl WorkerHooks {

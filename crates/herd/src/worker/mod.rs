@@ -12,10 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::event_loop;
+use crate::http::{Handler, Http};
 use crate::ipc::{self, Channel, Received, ToPrimary, ToWorker};
+use crate::protocol::Protocol;
 use crate::role::{self, WorkerEnv};
 
-pub(crate) use hooks::WorkerHooks;
+use hooks::WorkerHooks;
+
+/// A callback for messages from the primary.
+pub(crate) type OnMessage = Box<dyn FnMut(&[u8]) + Send>;
 
 /// How long `listen` waits for the primary's answer.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +81,7 @@ pub struct Worker {
     next_req: u32,
     early: VecDeque<WorkerEvent>,
     early_conns: Vec<TcpStream>,
-    on_message: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    on_message: Option<OnMessage>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -245,6 +251,53 @@ impl Worker {
         self.sender.frame(&ToPrimary::Listening {
             addr: addr.to_string(),
         })
+    }
+
+    /// Serves `listeners` with `protocol` on this worker's event loop until the primary asks
+    /// it to leave (then drains: stops accepting, finishes in-flight work, closes idle
+    /// connections) or dies. `config`'s drain timeout is the cluster's shutdown timeout.
+    ///
+    /// # Errors
+    /// The event loop could not start or failed.
+    pub fn serve<P: Protocol>(self, listeners: Vec<TcpListener>, protocol: P) -> Result<()> {
+        let config = event_loop::Config {
+            drain_timeout: self.env.drain,
+            ..Default::default()
+        };
+        self.serve_with(listeners, protocol, &config)
+    }
+
+    /// [`Worker::serve`] with an explicit event-loop configuration.
+    ///
+    /// # Errors
+    /// The event loop could not start or failed.
+    pub fn serve_with<P: Protocol>(
+        self,
+        listeners: Vec<TcpListener>,
+        protocol: P,
+        config: &event_loop::Config,
+    ) -> Result<()> {
+        let mut hooks = WorkerHooks {
+            channel: self.channel,
+            sender: self.sender,
+            on_message: self.on_message,
+            early: self.early.into(),
+            early_conns: self.early_conns,
+            report_load: self.env.report_load,
+            last_load: None,
+        };
+        event_loop::run(listeners, Arc::new(protocol), config, &mut hooks)
+            .map_err(|e| Error::io("the worker's event loop failed", e))
+    }
+
+    /// Listens on `addr` through the primary and serves HTTP/1.1 with `handler` (defaults of
+    /// [`Http`]); see [`Worker::serve`].
+    ///
+    /// # Errors
+    /// As [`Worker::listen`] and [`Worker::serve`].
+    pub fn serve_http<H: Handler>(mut self, addr: impl ToSocketAddrs, handler: H) -> Result<()> {
+        let listener = self.listen(addr)?;
+        self.serve(vec![listener], Http::new(handler))
     }
 
     /// Waits up to `timeout` for the next message or disconnect request, for workers that do

@@ -1,0 +1,26 @@
+# herd: the commands a newcomer needs. `make run` serves hello on port 8000; `make test` is
+# what CI runs.
+CARGO ?= cargo
+
+.PHONY: run test lint fmt bench bench-full fuzz clean
+
+run:
+	$(CARGO) run --release --example hello
+
+test: lint
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench --bench policies
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,299 @@
+//! One connection as the loop sees it: the socket, the protocol state, and the bytes that could
+//! not be handed over (unconsumed input) or written yet (pending output).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::protocol::{Connection, Flow};
+
+/// The loop's shared scratch space: one read buffer and one output buffer for all connections.
+pub(super) struct Buffers {
+    /// Always `len() == capacity`: reads go straight into it.
+    pub(super) read: Vec<u8>,
+    /// Where protocols append their output; emptied after every write attempt.
+    pub(super) out: Vec<u8>,
+}
+
+/// The output buffer is shrunk back to this after a larger response went out.
+const OUT_KEEP: usize = 64 * 1024;
+
+/// Whether a connection survived a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    Open,
+    Closed,
+}
+
+/// What a callback needs from the loop.
+pub(super) struct Ctx<'a> {
+    pub(super) registry: &'a Registry,
+    pub(super) bufs: &'a mut Buffers,
+    pub(super) now: Instant,
+    pub(super) max_pending_output: usize,
+}
+
+pub(super) struct Socket<C> {
+    stream: TcpStream,
+    token: Token,
+    proto: C,
+    /// Bytes the protocol left unconsumed; empty (no allocation) between requests.
+    input: Vec<u8>,
+    /// Bytes a short write left behind; non-empty only while registered for WRITABLE.
+    output: Vec<u8>,
+    /// The last time pending output was written (or became pending).
+    progress: Instant,
+    /// Close once `output` is flushed.
+    closing: bool,
+    /// Reading stopped until `output` drains (backpressure).
+    paused: bool,
+    /// The peer closed its write half and the protocol chose to stay open.
+    eof: bool,
+    /// The fd came from elsewhere (a hand-off): another copy may exist, so deregister
+    /// explicitly before closing.
+    handed_over: bool,
+}
+
+impl<C: Connection> Socket<C> {
+    pub(super) fn new(
+        stream: TcpStream,
+        token: Token,
+        proto: C,
+        handed_over: bool,
+        now: Instant,
+    ) -> Self {
+        Socket {
+            stream,
+            token,
+            proto,
+            input: Vec::new(),
+            output: Vec::new(),
+            progress: now,
+            closing: false,
+            paused: false,
+            eof: false,
+            handed_over,
+        }
+    }
+
+    /// When the loop must look at this connection again: the write stall limit while output is
+    /// pending, else the protocol's deadline.
+    pub(super) fn deadline(&self, write_timeout: Duration) -> Option<Instant> {
+        if self.output.is_empty() {
+            self.proto.deadline()
+        } else {
+            Some(self.progress + write_timeout)
+        }
+    }
+
+    /// The socket is readable (or hung up): read until the kernel buffer is drained, handing
+    /// each batch to the protocol and writing its answer.
+    pub(super) fn on_readable(&mut self, cx: &mut Ctx<'_>) -> Status {
+        while !(self.paused || self.closing || self.eof) {
+            let n = match (&self.stream).read(&mut cx.bufs.read) {
+                Ok(0) => {
+                    let flow = self.proto.on_eof(&self.input, &mut cx.bufs.out);
+                    self.input = Vec::new();
+                    self.eof = true;
+                    return self.after(flow, cx);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail("read", &e),
+            };
+            let flow = self.feed(n, cx);
+            if self.after(flow, cx) == Status::Closed {
+                return Status::Closed;
+            }
+            if self.output.len() > cx.max_pending_output {
+                self.paused = true;
+            }
+            // A short read drained the socket: edge-triggered epoll reports new data anew.
+            if n < cx.bufs.read.len() {
+                break;
+            }
+        }
+        Status::Open
+    }
+
+    /// Hand the `n` fresh bytes in the read buffer (after any kept input) to the protocol.
+    fn feed(&mut self, n: usize, cx: &mut Ctx<'_>) -> Flow {
+        let fresh = &cx.bufs.read[..n];
+        if self.input.is_empty() {
+            let step = self.proto.on_read(fresh, &mut cx.bufs.out, cx.now);
+            self.input.extend_from_slice(&fresh[step.consumed.min(n)..]);
+            step.flow
+        } else {
+            self.input.extend_from_slice(fresh);
+            let step = self.proto.on_read(&self.input, &mut cx.bufs.out, cx.now);
+            self.input.drain(..step.consumed.min(self.input.len()));
+            if self.input.is_empty() {
+                self.input = Vec::new();
+            }
+            step.flow
+        }
+    }
+
+    /// The socket is writable: flush pending output, then resume what waited for it.
+    pub(super) fn on_writable(&mut self, cx: &mut Ctx<'_>) -> Status {
+        if self.output.is_empty() {
+            return Status::Open;
+        }
+        loop {
+            match (&self.stream).write(&self.output) {
+                Ok(n) if n == self.output.len() => break,
+                Ok(n) => {
+                    self.output.drain(..n);
+                    self.progress = cx.now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail("write", &e),
+            }
+        }
+        self.output = Vec::new();
+        self.progress = cx.now;
+        if let Err(e) = cx
+            .registry
+            .reregister(&mut self.stream, self.token, Interest::READABLE)
+        {
+            return self.fail("reregister", &e);
+        }
+        if self.closing {
+            return self.finish(cx);
+        }
+        if self.paused {
+            // Input may be waiting with no new edge to announce it.
+            self.paused = false;
+            return self.on_readable(cx);
+        }
+        Status::Open
+    }
+
+    /// The deadline from [`deadline`](Self::deadline) may have passed.
+    pub(super) fn on_timer(&mut self, cx: &mut Ctx<'_>, write_timeout: Duration) -> Status {
+        if !self.output.is_empty() {
+            if cx.now >= self.progress + write_timeout {
+                tracing::debug!("closing a connection whose peer stopped reading");
+                return Status::Closed;
+            }
+            return Status::Open;
+        }
+        match self.proto.deadline() {
+            Some(at) if at <= cx.now => {
+                let flow = self.proto.on_timeout(&mut cx.bufs.out, cx.now);
+                self.after(flow, cx)
+            }
+            _ => Status::Open,
+        }
+    }
+
+    /// The worker is draining.
+    pub(super) fn on_drain(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let flow = self.proto.on_drain(&mut cx.bufs.out);
+        self.after(flow, cx)
+    }
+
+    /// Send what the protocol produced, then act on its verdict.
+    fn after(&mut self, flow: Flow, cx: &mut Ctx<'_>) -> Status {
+        if self.send(cx) == Status::Closed {
+            return Status::Closed;
+        }
+        if flow == Flow::Close {
+            self.closing = true;
+            if self.output.is_empty() {
+                return self.finish(cx);
+            }
+        }
+        Status::Open
+    }
+
+    /// Write the shared output buffer with one write; keep what a short write leaves.
+    fn send(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let out = &mut cx.bufs.out;
+        if out.is_empty() {
+            return Status::Open;
+        }
+        if !self.output.is_empty() {
+            // Already waiting for WRITABLE: keep the order.
+            self.output.extend_from_slice(out);
+            out.clear();
+            return Status::Open;
+        }
+        let written = loop {
+            match (&self.stream).write(out) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    out.clear();
+                    return self.fail("write", &e);
+                }
+            }
+        };
+        if written < out.len() {
+            self.output.extend_from_slice(&out[written..]);
+            self.progress = cx.now;
+        }
+        out.clear();
+        if out.capacity() > OUT_KEEP {
+            out.shrink_to(OUT_KEEP);
+        }
+        if !self.output.is_empty() {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = cx
+                .registry
+                .reregister(&mut self.stream, self.token, interest)
+            {
+                return self.fail("reregister", &e);
+            }
+        }
+        Status::Open
+    }
+
+    /// Close cleanly: the output is out; send FIN, then take what the peer already sent so that
+    /// closing with unread data does not turn into a reset that could destroy the answer.
+    fn finish(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        if !self.eof {
+            while let Ok(n) = (&self.stream).read(&mut cx.bufs.read) {
+                if n < cx.bufs.read.len() {
+                    break;
+                }
+            }
+        }
+        Status::Closed
+    }
+
+    fn fail(&self, op: &str, e: &io::Error) -> Status {
+        if is_client_error(e) {
+            tracing::debug!("{op}: {e}");
+        } else {
+            tracing::warn!("{op}: {e}");
+        }
+        Status::Closed
+    }
+
+    /// Release the socket: deregister when another copy of the fd may exist, then close.
+    pub(super) fn close(mut self, registry: &Registry) {
+        if self.handed_over {
+            let _ = registry.deregister(&mut self.stream);
+        }
+    }
+}
+
+/// Errors that a peer causes by going away; not worth a log line above `debug`.
+pub(super) fn is_client_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,133 @@
+//! HTTP/1.1 on top of the event loop: [`Http`] is the [`Protocol`], a [`Handler`] serves each
+//! [`Request`] by filling in a [`Response`].
+//!
+//! Keep-alive (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`), pipelining (every
+//! complete request of a read is answered, in order, with one write), bodies with
+//! `Content-Length` or `chunked`, `HEAD`, `Expect: 100-continue`. Bad input is answered with
+//! its status and the connection closes: 400 (malformed head, ambiguous framing), 408 (header
+//! read timeout), 413, 414, 431, 501 (a transfer coding other than chunked), 505.
+//!
+//! ```
+//! use herd::{Http, Request, Response};
+//! use std::time::Duration;
+//!
+//! let http = Http::new(|req: &Request<'_>, res: &mut Response| {
+//!     match req.path() {
+//!         "/" => res.body("hello"),
+//!         _ => res.status(404).body("not found"),
+//!     };
+//! })
+//! .keepalive_timeout(Duration::from_secs(15))
+//! .max_body_bytes(64 * 1024);
+//! # let _ = http;
+//! ```
+
+mod chunked;
+mod conn;
+mod date;
+mod error;
+mod handler;
+mod parse;
+mod request;
+mod response;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use conn::Conn;
+use error::Error;
+pub use handler::Handler;
+pub use request::Request;
+pub use response::Response;
+
+use crate::protocol::Protocol;
+
+/// The limits every connection enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_uri_len: usize,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// The HTTP/1.1 [`Protocol`]: serves every request with a [`Handler`].
+#[derive(Debug)]
+pub struct Http<H> {
+    handler: Arc<H>,
+    limits: Limits,
+}
+
+impl<H: Handler> Http<H> {
+    /// HTTP/1.1 with `handler` and the default limits.
+    pub fn new(handler: H) -> Self {
+        Http {
+            handler: Arc::new(handler),
+            limits: Limits {
+                header_read_timeout: Duration::from_secs(10),
+                keepalive_timeout: Duration::from_secs(5),
+                max_header_bytes: 8 * 1024,
+                max_headers: 64,
+                max_uri_len: 4 * 1024,
+                max_body_bytes: 1024 * 1024,
+            },
+        }
+    }
+
+    /// The time a client has to send a complete request head, from its first byte (and from
+    /// the connection's start for its first request). A head still incomplete then is answered
+    /// `408 Request Timeout`; a new connection that sent nothing is closed silently. While a
+    /// body arrives, the same time is allowed between reads. Default: 10 s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a keep-alive connection may stay idle between requests before it is closed
+    /// (silently). Default: 5 s.
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.keepalive_timeout = timeout;
+        self
+    }
+
+    /// The largest request head (request line and header fields) accepted; a larger one is
+    /// answered `431 Request Header Fields Too Large`. Default: 8 KiB.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_header_bytes = bytes;
+        self
+    }
+
+    /// The most header fields accepted; more are answered `431`. Default: 64.
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.limits.max_headers = count;
+        self
+    }
+
+    /// The longest request target accepted; a longer one is answered `414 URI Too Long`.
+    /// Default: 4 KiB (within the 8 KiB head limit).
+    pub fn max_uri_len(mut self, bytes: usize) -> Self {
+        self.limits.max_uri_len = bytes;
+        self
+    }
+
+    /// The largest request body accepted (`Content-Length` or decoded chunked data); a larger
+    /// one is answered `413 Content Too Large` before it is read. Default: 1 MiB.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_body_bytes = bytes;
+        self
+    }
+}
+
+impl<H: Handler> Protocol for Http<H> {
+    type Conn = Conn<H>;
+
+    fn connect(&self, peer: Option<SocketAddr>, now: Instant) -> Conn<H> {
+        Conn::new(Arc::clone(&self.handler), self.limits, peer, now)
+    }
+}

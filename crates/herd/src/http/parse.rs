@@ -1,0 +1,151 @@
+//! The request head: httparse for the syntax, then the limits and the framing rules that keep
+//! requests from being smuggled (RFC 9112 section 6).
+
+use std::mem::MaybeUninit;
+
+use httparse::{Header, Status};
+
+use super::response::has_token;
+use super::{Error, Limits};
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A complete, valid request head.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) minor_version: u8,
+    pub(crate) headers: &'a [Header<'a>],
+    /// Bytes of the head, up to and including the empty line.
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
+    /// Whether the connection may stay open after the answer.
+    pub(crate) keep_alive: bool,
+    /// `Expect: 100-continue` from an HTTP/1.1 client.
+    pub(crate) expect_continue: bool,
+}
+
+/// Parse the head at the start of `input` into `storage`; `Ok(None)` while it is incomplete.
+///
+/// # Errors
+///
+/// The [`Error`] the client is answered with.
+pub(crate) fn head<'a>(
+    input: &'a [u8],
+    storage: &'a mut [MaybeUninit<Header<'a>>],
+    limits: &Limits,
+) -> Result<Option<Head<'a>>, Error> {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(input, storage)? {
+        Status::Complete(len) => len,
+        Status::Partial => {
+            let line_done = input.contains(&b'\n');
+            if !line_done && input.len() > limits.max_uri_len.saturating_add(32) {
+                return Err(Error::UriTooLong);
+            }
+            if input.len() > limits.max_header_bytes {
+                return Err(Error::HeadersTooLarge);
+            }
+            return Ok(None);
+        }
+    };
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(Error::BadRequest);
+    };
+    if target.len() > limits.max_uri_len {
+        return Err(Error::UriTooLong);
+    }
+    if len > limits.max_header_bytes {
+        return Err(Error::HeadersTooLarge);
+    }
+    let headers: &'a [Header<'a>] = req.headers;
+    let fields = Fields::scan(headers)?;
+    let framing = match (fields.length, fields.chunked) {
+        (Some(_), true) => return Err(Error::BadRequest),
+        (Some(n), false) if n > 0 => Framing::Length(n),
+        (_, true) => Framing::Chunked,
+        _ => Framing::Empty,
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body_bytes {
+            return Err(Error::BodyTooLarge);
+        }
+    }
+    let keep_alive = !fields.close && (minor_version == 1 || fields.keep_alive);
+    Ok(Some(Head {
+        method,
+        target,
+        minor_version,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        expect_continue: minor_version == 1 && fields.expect_continue,
+    }))
+}
+
+/// What the head's fields say about framing and the connection.
+#[derive(Default)]
+struct Fields {
+    length: Option<usize>,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl Fields {
+    fn scan(headers: &[Header<'_>]) -> Result<Self, Error> {
+        let mut fields = Fields::default();
+        for h in headers {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = content_length(h.value)?;
+                if fields.length.is_some_and(|seen| seen != n) {
+                    return Err(Error::BadRequest);
+                }
+                fields.length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if !coding.eq_ignore_ascii_case(b"chunked") {
+                        return Err(if coding.is_empty() {
+                            Error::BadRequest
+                        } else {
+                            Error::NotImplemented
+                        });
+                    }
+                    if fields.chunked {
+                        return Err(Error::BadRequest);
+                    }
+                    fields.chunked = true;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                fields.close |= has_token(h.value, "close");
+                fields.keep_alive |= has_token(h.value, "keep-alive");
+            } else if name.eq_ignore_ascii_case("expect") {
+                fields.expect_continue |=
+                    h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// `Content-Length = 1*DIGIT`, nothing else (no sign, no list, no spaces inside).
+fn content_length(value: &[u8]) -> Result<usize, Error> {
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Error::BadRequest);
+    }
+    Ok(value.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
+}

@@ -1,0 +1,166 @@
+//! The answer a handler builds, and its rendering onto the connection's output.
+
+use std::time::Instant;
+
+use super::{date, status};
+
+/// Buffers larger than this are released after the response went out, so that one large
+/// response does not make an idle connection expensive.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// What the handler answers: status `200`, no headers and an empty body until told otherwise.
+///
+/// `Date`, `Content-Length` and `Connection` are written by the server: a `Content-Length`,
+/// `Transfer-Encoding` or `Date` set here is ignored, and `Connection: close` closes the
+/// connection after this response.
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    /// Header lines, each `Name: value\r\n`.
+    headers: Vec<u8>,
+    body: Vec<u8>,
+    close: bool,
+}
+
+/// How the connection continues after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Persist {
+    /// Keep-alive, HTTP/1.1 (the default needs no header).
+    KeepAlive,
+    /// Keep-alive asked for by an HTTP/1.0 client: say `Connection: keep-alive`.
+    KeepAlive10,
+    /// Close after this response: say `Connection: close`.
+    Close,
+}
+
+impl Response {
+    pub(crate) fn new() -> Self {
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: false,
+        }
+    }
+
+    /// Set the status code. A code outside `100..=999` is answered as `500`.
+    pub fn status(&mut self, code: u16) -> &mut Self {
+        self.status = if (100..=999).contains(&code) {
+            code
+        } else {
+            500
+        };
+        self
+    }
+
+    /// Add a header. A name that is not an HTTP token, or a value holding CR, LF or NUL, is
+    /// dropped (it could split the response); see the type's docs for the headers the server
+    /// owns.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
+        let value = value.as_ref();
+        if !is_token(name) || value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+            tracing::warn!("dropping invalid response header {name:?}");
+            return self;
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            self.close |= has_token(value, "close");
+            return self;
+        }
+        if ["content-length", "transfer-encoding", "date"]
+            .iter()
+            .any(|own| name.eq_ignore_ascii_case(own))
+        {
+            return self;
+        }
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Replace the body.
+    pub fn body(&mut self, body: impl AsRef<[u8]>) -> &mut Self {
+        self.body.clear();
+        self.body.extend_from_slice(body.as_ref());
+        self
+    }
+
+    /// The body buffer, to append to (it implements [`std::io::Write`]).
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// Whether the handler asked to close the connection.
+    pub(crate) fn wants_close(&self) -> bool {
+        self.close
+    }
+
+    /// Back to the initial state, keeping modest buffers for the next request.
+    pub(crate) fn reset(&mut self) {
+        self.status = 200;
+        self.close = false;
+        for buf in [&mut self.headers, &mut self.body] {
+            if buf.capacity() > KEEP_CAPACITY {
+                *buf = Vec::new();
+            } else {
+                buf.clear();
+            }
+        }
+    }
+
+    /// Render onto `out`: status line, `Date`, `Content-Length`, the handler's headers,
+    /// `Connection` when needed, and the body unless `head_only` (a HEAD request, which gets
+    /// the `Content-Length` the GET would have had).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, head_only: bool, persist: Persist, now: Instant) {
+        write_head(out, self.status, persist, now);
+        // 1xx, 204 and 304 carry no body, hence no Content-Length.
+        let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
+        if !bodiless {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"\r\n");
+        if !(head_only || bodiless) {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// The status line, `Date` and `Connection` lines.
+fn write_head(out: &mut Vec<u8>, status: u16, persist: Persist, now: Instant) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status::reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    date::append(out, now);
+    out.extend_from_slice(match persist {
+        Persist::KeepAlive => b"\r\n".as_slice(),
+        Persist::KeepAlive10 => b"\r\nConnection: keep-alive\r\n",
+        Persist::Close => b"\r\nConnection: close\r\n",
+    });
+}
+
+/// A bodyless answer that ends the connection (an error status).
+pub(crate) fn write_error(out: &mut Vec<u8>, status: u16, now: Instant) {
+    write_head(out, status, Persist::Close, now);
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+}
+
+/// RFC 9110 token: one or more tchar.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
