@@ -107,23 +107,22 @@ pub(crate) fn run_thread(
         while let Some(token) = ctx.restarts.pop() {
             conns[token.0].start(&mut ctx, poll.registry());
         }
-        if let Some(left) = ctx.budget_left() {
-            if left == 0 || idle_turn {
-                if conns.iter().all(|c| c.pending() == 0) {
-                    if left == 0 {
-                        break;
-                    }
-                    // Requests came back to the budget while every connection here rested.
-                    for (i, c) in conns.iter_mut().enumerate() {
-                        if c.is_idle() {
-                            ctx.restarts.push(Token(i));
-                        } else {
-                            c.refill(&mut ctx);
-                        }
-                    }
-                    continue;
+        let left = ctx.budget_left();
+        let resting = left.is_some_and(|left| left == 0 || idle_turn)
+            && conns.iter().all(|c| c.pending() == 0);
+        if resting {
+            if left == Some(0) {
+                break;
+            }
+            // Requests came back to the budget while every connection here rested.
+            for (i, c) in conns.iter_mut().enumerate() {
+                if c.is_idle() {
+                    ctx.restarts.push(Token(i));
+                } else {
+                    c.refill(&mut ctx);
                 }
             }
+            continue;
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {

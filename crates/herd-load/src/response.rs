@@ -289,11 +289,13 @@ mod tests {
         }
     }
 
-    /// (input, expected heads, expected leftover, expected error): each fed whole and byte by
-    /// byte.
+    /// Input, expected heads, expected leftover, expected error.
+    type Case<'a> = (&'a [u8], &'a [Head], usize, Option<ParseError>);
+
+    /// Each case fed whole and byte by byte.
     #[test]
     fn table() {
-        let cases: &[(&[u8], &[Head], usize, Option<ParseError>)] = &[
+        let cases: &[Case<'_>] = &[
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Herd-Worker: a\r\n\r\nhello",
                 &[head(200, Some(0), false)],
