@@ -127,8 +127,9 @@ impl Conn {
         if event.is_writable() && self.written < self.write_buf.len() && !self.flush(ctx) {
             return;
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.on_readable(ctx);
+        let closing = event.is_read_closed() || event.is_error();
+        if event.is_readable() || closing {
+            self.on_readable(closing, ctx);
         }
     }
 
@@ -220,8 +221,9 @@ impl Conn {
     }
 
     /// Reads until the socket is drained, handling every complete response, then tops the
-    /// pipeline up with one write.
-    fn on_readable(&mut self, ctx: &mut Ctx<'_>) {
+    /// pipeline up with one write. `closing`: the peer's FIN (or an error) is already known,
+    /// so read on to the end of the stream, since no later event will announce it.
+    fn on_readable(&mut self, closing: bool, ctx: &mut Ctx<'_>) {
         loop {
             let Some(stream) = self.stream.as_mut() else {
                 return;
@@ -239,8 +241,8 @@ impl Conn {
                         return;
                     }
                     // A short read drained the socket: with edge-triggered readiness, bytes
-                    // arriving later raise a new event.
-                    if n < room {
+                    // (or a FIN) arriving later raise a new event.
+                    if n < room && !closing {
                         break;
                     }
                 }
