@@ -151,26 +151,25 @@ impl Conn {
         }
     }
 
-    /// Claims requests up to the depth and writes them, if the connection is open and has
-    /// room.
+    /// Claims requests up to the depth and writes them together with anything already
+    /// buffered, in one write, if the connection is open.
     pub(crate) fn refill(&mut self, ctx: &mut Ctx<'_>) {
-        if self.phase != Phase::Open || ctx.mode == Mode::Close {
+        if self.phase != Phase::Open {
             return;
         }
-        let room = ctx.depth - self.in_flight.len();
-        if room == 0 {
-            return;
+        if ctx.mode != Mode::Close {
+            let n = ctx.claim(ctx.depth - self.in_flight.len());
+            if n > 0 {
+                let now = Instant::now();
+                for _ in 0..n {
+                    ctx.requests.push(&mut ctx.rng, &mut self.write_buf);
+                    self.in_flight.push_back(now);
+                }
+            }
         }
-        let n = ctx.claim(room);
-        if n == 0 {
-            return;
+        if self.written < self.write_buf.len() {
+            self.flush(ctx);
         }
-        let now = Instant::now();
-        for _ in 0..n {
-            ctx.requests.push(&mut ctx.rng, &mut self.write_buf);
-            self.in_flight.push_back(now);
-        }
-        self.flush(ctx);
     }
 
     /// Drops the socket, counting what it still held as abandoned (the run is over).
@@ -194,9 +193,8 @@ impl Conn {
             ctx.requests.push(&mut ctx.rng, &mut self.write_buf);
             self.in_flight.push_back(sent);
         }
-        if self.flush(ctx) {
-            self.refill(ctx);
-        }
+        // Tops a pipeline up to its depth and writes everything at once.
+        self.refill(ctx);
     }
 
     /// Writes what is buffered. Returns false when the connection failed.
