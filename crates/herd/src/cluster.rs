@@ -11,7 +11,7 @@ use mio::{Poll, Token, Waker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::listen::{Listeners, Policy};
 use crate::primary::spawn::SpawnSettings;
-use crate::primary::{self, Backoff, Event, Line, PrimaryHandle};
+use crate::primary::{self, Backoff, Dispatch, Event, Line, PrimaryHandle};
 use crate::worker::Worker;
 
 /// A cluster: how many workers, how they are started, how connections reach them, and what
@@ -49,6 +49,7 @@ pub struct Cluster {
     reload_batch: usize,
     backoff: Backoff,
     on_event: Option<primary::OnEvent>,
+    dispatch: Option<Box<dyn Dispatch>>,
     poll: Option<(
         Poll,
         PrimaryHandle,
@@ -103,6 +104,7 @@ impl Cluster {
                 healthy_after: Duration::from_secs(60),
             },
             on_event: None,
+            dispatch: None,
             poll: None,
         }
     }
@@ -163,6 +165,14 @@ impl Cluster {
     /// How connections reach workers. Default: [`Policy::ReusePort`].
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Hand connections out from the primary with `dispatcher` (Node's SCHED_RR and its
+    /// relatives; see the herd-rr crate) instead of letting workers accept. Overrides
+    /// [`Cluster::policy`]. Default: none (workers accept).
+    pub fn dispatch(mut self, dispatcher: impl Dispatch) -> Self {
+        self.dispatch = Some(Box::new(dispatcher));
         self
     }
 
@@ -279,12 +289,13 @@ impl Cluster {
         let cfg = primary::Config {
             workers: self.workers,
             spawn,
-            listeners: Listeners::new(self.policy, self.backlog),
+            listeners: Listeners::new(self.policy, self.backlog, self.dispatch.is_some()),
             shutdown_timeout: self.shutdown_timeout,
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,
             reload_batch: self.reload_batch,
             backoff: self.backoff,
+            dispatch: self.dispatch.take(),
         };
         primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run()
     }
@@ -334,7 +345,7 @@ impl Cluster {
             silent: self.silent,
             max_message: self.max_message,
             drain: self.shutdown_timeout,
-            report_load: false,
+            report_load: self.dispatch.as_ref().is_some_and(|d| d.wants_load()),
         })
     }
 }

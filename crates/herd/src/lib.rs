@@ -34,6 +34,6 @@ pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};
 pub use http::{Handler, Http, Request, Response};
 pub use listen::Policy;
-pub use primary::{Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
+pub use primary::{Dispatch, DispatchCtx, Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
-pub use worker::{Worker, WorkerEvent, WorkerSender};
+pub use worker::{IntoListener, Listener, Worker, WorkerEvent, WorkerSender};

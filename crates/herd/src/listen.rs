@@ -52,17 +52,51 @@ struct Group {
 /// Every listener the primary holds.
 pub(crate) struct Listeners {
     policy: Policy,
+    /// A dispatcher in the primary accepts: one plain listener per address.
+    handoff: bool,
     backlog: i32,
     groups: HashMap<SocketAddr, Group>,
 }
 
 impl Listeners {
-    pub(crate) fn new(policy: Policy, backlog: i32) -> Listeners {
+    pub(crate) fn new(policy: Policy, backlog: i32, handoff: bool) -> Listeners {
         Listeners {
             policy,
+            handoff,
             backlog,
             groups: HashMap::new(),
         }
+    }
+
+    /// Whether connections are handed over by a dispatcher in the primary.
+    pub(crate) fn handoff(&self) -> bool {
+        self.handoff
+    }
+
+    /// Under hand-off: the real address for `requested`, and the listener when this call
+    /// created it (the dispatcher's copy; the primary keeps its own).
+    pub(crate) fn get_handoff(
+        &mut self,
+        requested: SocketAddr,
+    ) -> Result<(SocketAddr, Option<std::os::fd::OwnedFd>), ListenError> {
+        if let Some(g) = self.groups.get(&requested) {
+            return Ok((g.addr, None));
+        }
+        let addr = probe(requested)?;
+        let socket = open(addr, false, self.backlog).map_err(|e| explain(e, requested))?;
+        let copy = socket
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| explain(e, requested))?;
+        self.groups.insert(
+            requested,
+            Group {
+                addr,
+                shared: Some(socket),
+                slots: HashMap::new(),
+            },
+        );
+        Ok((addr, Some(copy)))
     }
 
     /// The listener for `requested` in `slot`, created on first use.
@@ -168,7 +202,7 @@ mod tests {
 
     #[test]
     fn port_zero_resolves_once_for_every_slot() {
-        let mut l = Listeners::new(Policy::ReusePort, 128);
+        let mut l = Listeners::new(Policy::ReusePort, 128, false);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let a = TcpListener::from(l.get(any, 0).unwrap().try_clone_to_owned().unwrap());
         let b = TcpListener::from(l.get(any, 1).unwrap().try_clone_to_owned().unwrap());
@@ -182,7 +216,7 @@ mod tests {
     #[test]
     fn a_port_held_by_another_process_is_eaddrinuse_with_a_clear_sentence() {
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut l = Listeners::new(Policy::ReusePort, 128);
+        let mut l = Listeners::new(Policy::ReusePort, 128, false);
         let err = l.get(other.local_addr().unwrap(), 0).unwrap_err();
         assert_eq!(err.errno, libc::EADDRINUSE);
         assert!(err.text.contains("already in use"), "{}", err.text);

@@ -14,7 +14,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 use super::{ToPrimary, ToWorker};
 
 /// The most fds one recvmsg takes.
-const MAX_FDS_PER_READ: usize = 64;
+const MAX_FDS_PER_READ: usize = crate::primary::MAX_FDS_PER_FRAME;
 /// Bytes asked of one recvmsg.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of frame overhead beyond the user payload a limit is checked against.

@@ -30,6 +30,8 @@ pub(crate) enum ToWorker {
     ListenErr { req: u32, errno: i32, text: String },
     /// A user message.
     Message(Vec<u8>),
+    /// Listening on `addr` works by hand-off: the primary accepts and sends connections.
+    ListenHandoff { req: u32, addr: String },
     /// Stop accepting, finish in-flight work and exit.
     Disconnect,
     /// `n` handed-over connections; carries `n` fds.
@@ -49,6 +51,7 @@ mod kind {
     pub const W_MESSAGE: u8 = 103;
     pub const DISCONNECT: u8 = 104;
     pub const CONNECTIONS: u8 = 105;
+    pub const LISTEN_HANDOFF: u8 = 106;
 }
 
 /// Appends a frame header and returns the position of its length field.
@@ -198,6 +201,12 @@ impl ToWorker {
                 out.extend_from_slice(data);
                 at
             }
+            ToWorker::ListenHandoff { req, addr } => {
+                let at = begin(out, kind::LISTEN_HANDOFF);
+                put_u32(out, *req);
+                put_bytes(out, addr.as_bytes());
+                at
+            }
             ToWorker::Disconnect => begin(out, kind::DISCONNECT),
             ToWorker::Connections(n) => {
                 let at = begin(out, kind::CONNECTIONS);
@@ -219,6 +228,10 @@ impl ToWorker {
                 text: c.string()?,
             },
             kind::W_MESSAGE => return Ok(ToWorker::Message(payload.to_vec())),
+            kind::LISTEN_HANDOFF => ToWorker::ListenHandoff {
+                req: c.u32()?,
+                addr: c.string()?,
+            },
             kind::DISCONNECT => ToWorker::Disconnect,
             kind::CONNECTIONS => ToWorker::Connections(c.u32()?),
             k => return Err(unknown(k)),
@@ -279,6 +292,10 @@ mod tests {
             ToWorker::Message(vec![]),
             ToWorker::Disconnect,
             ToWorker::Connections(4),
+            ToWorker::ListenHandoff {
+                req: 3,
+                addr: "127.0.0.1:9".into(),
+            },
         ];
         for m in down {
             let mut buf = Vec::new();

@@ -6,6 +6,7 @@
 //! timeout.
 
 mod backoff;
+mod dispatch;
 mod handle;
 mod slots;
 pub(crate) mod spawn;
@@ -13,7 +14,7 @@ pub(crate) mod spawn;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
@@ -21,11 +22,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
 pub(crate) use backoff::Backoff;
+pub(crate) use dispatch::MAX_FDS_PER_FRAME;
+pub use dispatch::{Dispatch, DispatchCtx};
+use dispatch::{HandOff, DISPATCH_BASE};
 pub(crate) use handle::{Command, Line};
 pub use handle::{Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 use slots::Slot;
@@ -53,6 +57,7 @@ pub(crate) struct Config {
     pub ready_timeout: Duration,
     pub reload_batch: usize,
     pub backoff: Backoff,
+    pub dispatch: Option<Box<dyn Dispatch>>,
 }
 
 /// A worker process the primary is responsible for.
@@ -157,6 +162,9 @@ impl Primary {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
                     WAKER => self.on_commands(),
+                    Token(t) if t >= DISPATCH_BASE => {
+                        self.with_dispatch(|d, ctx| d.ready(t - DISPATCH_BASE, ctx))
+                    }
                     Token(t) => {
                         let id = (t - TOKEN_BASE) as u32;
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -277,28 +285,28 @@ impl Primary {
         Some(id)
     }
 
-    fn send(&mut self, id: u32, msg: &ToWorker, fds: &[std::os::fd::BorrowedFd<'_>]) {
-        let Some(live) = self.live.get_mut(&id) else {
-            return;
-        };
-        let Some(ch) = live.channel.as_mut() else {
-            return;
-        };
-        let mut frame = Vec::new();
-        msg.encode(&mut frame);
-        match ch.send(frame, fds) {
-            Ok(queued) if queued && !live.queued => {
-                live.queued = true;
-                let fd = ch.raw_fd();
-                let _ = self.poll.registry().reregister(
-                    &mut SourceFd(&fd),
-                    Token(id as usize + TOKEN_BASE),
-                    Interest::READABLE | Interest::WRITABLE,
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(worker = id, "IPC send failed: {e}"),
+    fn send(&mut self, id: u32, msg: &ToWorker, fds: &[BorrowedFd<'_>]) {
+        if let Err(e) = send_to(&mut self.live, self.poll.registry(), id, msg, fds) {
+            tracing::debug!(worker = id, "IPC send failed: {e}");
         }
+    }
+
+    /// Runs `f` with the dispatcher, if the cluster has one.
+    fn with_dispatch(&mut self, f: impl FnOnce(&mut dyn Dispatch, &mut DispatchCtx<'_>)) {
+        let Some(mut d) = self.cfg.dispatch.take() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let mut hands = Hands {
+            live: &mut self.live,
+            registry,
+        };
+        let mut ctx = DispatchCtx {
+            registry,
+            hand: &mut hands,
+        };
+        f(&mut *d, &mut ctx);
+        self.cfg.dispatch = Some(d);
     }
 
     fn flush_worker(&mut self, id: u32) {
@@ -361,6 +369,7 @@ impl Primary {
         let h = live.handle.clone();
         h.set_state(WorkerState::Disconnected);
         tracing::info!(worker = id, pid = h.pid(), "worker disconnected");
+        self.with_dispatch(|d, ctx| d.worker_gone(id, ctx));
         self.emit(Event::Disconnect(h));
     }
 
@@ -377,7 +386,12 @@ impl Primary {
             }
             ToPrimary::Listen { req, addr } => self.on_listen(id, h.slot(), req, &addr),
             ToPrimary::Listening { addr } => {
-                live.listened = true;
+                if !std::mem::replace(&mut live.listened, true) {
+                    self.with_dispatch(|d, ctx| d.worker_up(id, ctx));
+                }
+                let Some(live) = self.live.get_mut(&id) else {
+                    return;
+                };
                 h.set_state(WorkerState::Listening);
                 let addr: SocketAddr = match addr.parse() {
                     Ok(a) => a,
@@ -399,11 +413,15 @@ impl Primary {
                 }
             }
             ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
-            ToPrimary::Took(_) | ToPrimary::Load(_) => {}
+            ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
+            ToPrimary::Load(n) => self.with_dispatch(|d, ctx| d.load(id, n as usize, ctx)),
         }
     }
 
     fn on_listen(&mut self, id: u32, slot: usize, req: u32, addr: &str) {
+        if self.cfg.listeners.handoff() {
+            return self.on_listen_handoff(id, req, addr);
+        }
         let parsed: std::result::Result<SocketAddr, _> = addr.parse();
         let result = match parsed {
             Ok(a) => self.cfg.listeners.get(a, slot).and_then(|fd| {
@@ -438,6 +456,54 @@ impl Primary {
         }
     }
 
+    fn on_listen_handoff(&mut self, id: u32, req: u32, addr: &str) {
+        let result = match addr.parse::<SocketAddr>() {
+            Ok(a) => self.cfg.listeners.get_handoff(a),
+            Err(_) => Err(crate::listen::ListenError {
+                errno: libc::EINVAL,
+                text: format!("{addr:?} is not an IP address and port"),
+            }),
+        };
+        let result = result.and_then(|(real, created)| {
+            let Some(fd) = created else { return Ok(real) };
+            let mut outcome = Ok(());
+            self.with_dispatch(|d, ctx| {
+                outcome = d.listen(real, std::net::TcpListener::from(fd), ctx);
+            });
+            outcome
+                .map(|_| real)
+                .map_err(|e| crate::listen::ListenError {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    text: format!("the dispatcher cannot accept on {real}: {e}"),
+                })
+        });
+        match result {
+            Ok(real) => self.send(
+                id,
+                &ToWorker::ListenHandoff {
+                    req,
+                    addr: real.to_string(),
+                },
+                &[],
+            ),
+            Err(e) => {
+                tracing::warn!(worker = id, "{}", e.text);
+                if let Some(live) = self.live.get_mut(&id) {
+                    live.listen_error = Some(e.text.clone());
+                }
+                self.send(
+                    id,
+                    &ToWorker::ListenErr {
+                        req,
+                        errno: e.errno,
+                        text: e.text,
+                    },
+                    &[],
+                );
+            }
+        }
+    }
+
     fn disconnect(&mut self, id: u32) {
         let deadline = Instant::now() + self.cfg.shutdown_timeout;
         let Some(live) = self.live.get_mut(&id) else {
@@ -445,6 +511,7 @@ impl Primary {
         };
         live.handle.mark_asked_to_leave();
         live.kill_at.get_or_insert(deadline);
+        self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
         self.send(id, &ToWorker::Disconnect, &[]);
     }
 
@@ -457,6 +524,7 @@ impl Primary {
         if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
             let _ = nix::sys::signal::kill(pid, sig);
         }
+        self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
     }
 
     fn on_signals(&mut self) {
@@ -637,11 +705,26 @@ impl Primary {
             .iter()
             .flat_map(|r| r.active.iter().map(|a| a.2));
         let stop = self.stop.as_ref().map(|s| s.deadline);
-        restarts.chain(kills).chain(reloads).chain(stop).min()
+        let dispatch = self.cfg.dispatch.as_ref().and_then(|d| d.deadline());
+        restarts
+            .chain(kills)
+            .chain(reloads)
+            .chain(stop)
+            .chain(dispatch)
+            .min()
     }
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if self
+            .cfg
+            .dispatch
+            .as_ref()
+            .and_then(|d| d.deadline())
+            .is_some_and(|t| t <= now)
+        {
+            self.with_dispatch(|d, ctx| d.timer(ctx));
+        }
         let due: Vec<usize> = self
             .slots
             .iter()
@@ -831,5 +914,49 @@ impl Primary {
                 }
             }
         }
+    }
+}
+
+/// Sends `msg` (with `fds`) to worker `id` without blocking; a full socket queues the rest
+/// and asks the poll for writability.
+fn send_to(
+    live: &mut HashMap<u32, Live>,
+    registry: &Registry,
+    id: u32,
+    msg: &ToWorker,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let not_connected = || io::Error::new(io::ErrorKind::NotConnected, "worker channel closed");
+    let live = live.get_mut(&id).ok_or_else(not_connected)?;
+    let ch = live.channel.as_mut().ok_or_else(not_connected)?;
+    let mut frame = Vec::new();
+    msg.encode(&mut frame);
+    if ch.send(frame, fds)? && !live.queued {
+        live.queued = true;
+        let fd = ch.raw_fd();
+        registry.reregister(
+            &mut SourceFd(&fd),
+            Token(id as usize + TOKEN_BASE),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+    }
+    Ok(())
+}
+
+/// The primary's side of [`DispatchCtx::hand`].
+struct Hands<'a> {
+    live: &'a mut HashMap<u32, Live>,
+    registry: &'a Registry,
+}
+
+impl HandOff for Hands<'_> {
+    fn hand(&mut self, worker: u32, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        send_to(
+            self.live,
+            self.registry,
+            worker,
+            &ToWorker::Connections(fds.len() as u32),
+            fds,
+        )
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct WorkerHooks {
     pub(super) early_conns: Vec<TcpStream>,
     pub(super) report_load: bool,
     pub(super) last_load: Option<(Instant, usize)>,
+    /// The addresses this worker serves (its own listeners and hand-off addresses alike).
+    pub(super) announce: Vec<SocketAddr>,
 }
 
 impl WorkerHooks {
@@ -65,8 +67,8 @@ impl Hooks for WorkerHooks {
         Ok(())
     }
 
-    fn serving(&mut self, addrs: &[SocketAddr]) {
-        for a in addrs {
+    fn serving(&mut self, _loop_addrs: &[SocketAddr]) {
+        for a in &self.announce {
             let _ = self.sender.frame(&ToPrimary::Listening {
                 addr: a.to_string(),
             });

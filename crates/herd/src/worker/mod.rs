@@ -37,6 +37,50 @@ pub enum WorkerEvent {
     Disconnect,
 }
 
+/// What a worker serves: a listening socket of its own (kernel-scheduled policies), or an
+/// address whose connections the primary accepts and hands over (a dispatch policy).
+#[derive(Debug)]
+pub struct Listener {
+    addr: SocketAddr,
+    socket: Option<TcpListener>,
+}
+
+impl Listener {
+    /// The real address served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listening socket, or `None` when the primary hands connections over.
+    pub fn into_socket(self) -> Option<TcpListener> {
+        self.socket
+    }
+}
+
+/// What [`Worker::serve`] takes: a [`Listener`] or a plain `TcpListener`.
+pub trait IntoListener {
+    /// Converts into a [`Listener`].
+    ///
+    /// # Errors
+    /// The socket's address cannot be read.
+    fn into_listener(self) -> io::Result<Listener>;
+}
+
+impl IntoListener for Listener {
+    fn into_listener(self) -> io::Result<Listener> {
+        Ok(self)
+    }
+}
+
+impl IntoListener for TcpListener {
+    fn into_listener(self) -> io::Result<Listener> {
+        Ok(Listener {
+            addr: self.local_addr()?,
+            socket: Some(self),
+        })
+    }
+}
+
 /// Sends messages to the primary; cheap to clone, usable from any thread.
 #[derive(Clone, Debug)]
 pub struct WorkerSender {
@@ -177,13 +221,31 @@ impl Worker {
         self.on_message = Some(Box::new(f));
     }
 
-    /// Asks the primary for this slot's listener on `addr` (Node's queryServer). Port 0
-    /// resolves to one real port shared by every worker.
+    /// Asks the primary for this slot's listening socket on `addr` (Node's queryServer).
+    /// Port 0 resolves to one real port shared by every worker.
     ///
     /// # Errors
     /// [`ErrorKind::Listen`] with the primary's sentence (e.g. address in use, permission
-    /// denied) and its errno in [`Error::raw_os_error`].
+    /// denied) and its errno in [`Error::raw_os_error`]; [`ErrorKind::Config`] when the
+    /// cluster hands connections over (use [`Worker::bind`] then).
     pub fn listen(&mut self, addr: impl ToSocketAddrs) -> Result<TcpListener> {
+        let l = self.bind(addr)?;
+        let addr = l.local_addr();
+        l.into_socket().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{addr}: this cluster's primary hands connections over; use Worker::bind and Worker::serve"),
+            )
+        })
+    }
+
+    /// Asks the primary to serve `addr` for this worker, whatever the policy: a listening
+    /// socket of the slot's own, or hand-off from the primary's dispatcher. Pass the result
+    /// to [`Worker::serve`].
+    ///
+    /// # Errors
+    /// As [`Worker::listen`], except that hand-off is not an error.
+    pub fn bind(&mut self, addr: impl ToSocketAddrs) -> Result<Listener> {
         let addr = addr
             .to_socket_addrs()
             .map_err(|e| Error::io("cannot resolve the listen address", e))?
@@ -210,7 +272,20 @@ impl Worker {
                         .into_iter()
                         .next()
                         .expect("one fd, checked by the channel");
-                    return Ok(TcpListener::from(fd));
+                    return TcpListener::from(fd)
+                        .into_listener()
+                        .map_err(|e| Error::io("the listener from the primary", e));
+                }
+                Received::Message(ToWorker::ListenHandoff { req: r, addr: real }, _)
+                    if r == req =>
+                {
+                    let addr = real.parse().map_err(|_| {
+                        Error::new(
+                            ErrorKind::Listen,
+                            format!("bad address {real:?} from the primary"),
+                        )
+                    })?;
+                    return Ok(Listener { addr, socket: None });
                 }
                 Received::Message(
                     ToWorker::ListenErr {
@@ -259,7 +334,11 @@ impl Worker {
     ///
     /// # Errors
     /// The event loop could not start or failed.
-    pub fn serve<P: Protocol>(self, listeners: Vec<TcpListener>, protocol: P) -> Result<()> {
+    pub fn serve<P, L>(self, listeners: impl IntoIterator<Item = L>, protocol: P) -> Result<()>
+    where
+        P: Protocol,
+        L: IntoListener,
+    {
         let config = event_loop::Config {
             drain_timeout: self.env.drain,
             ..Default::default()
@@ -271,12 +350,25 @@ impl Worker {
     ///
     /// # Errors
     /// The event loop could not start or failed.
-    pub fn serve_with<P: Protocol>(
+    pub fn serve_with<P, L>(
         self,
-        listeners: Vec<TcpListener>,
+        listeners: impl IntoIterator<Item = L>,
         protocol: P,
         config: &event_loop::Config,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        P: Protocol,
+        L: IntoListener,
+    {
+        let mut announce = Vec::new();
+        let mut sockets = Vec::new();
+        for l in listeners {
+            let l = l
+                .into_listener()
+                .map_err(|e| Error::io("a listener to serve", e))?;
+            announce.push(l.addr);
+            sockets.extend(l.socket);
+        }
         let mut hooks = WorkerHooks {
             channel: self.channel,
             sender: self.sender,
@@ -285,8 +377,9 @@ impl Worker {
             early_conns: self.early_conns,
             report_load: self.env.report_load,
             last_load: None,
+            announce,
         };
-        event_loop::run(listeners, Arc::new(protocol), config, &mut hooks)
+        event_loop::run(sockets, Arc::new(protocol), config, &mut hooks)
             .map_err(|e| Error::io("the worker's event loop failed", e))
     }
 
@@ -296,8 +389,8 @@ impl Worker {
     /// # Errors
     /// As [`Worker::listen`] and [`Worker::serve`].
     pub fn serve_http<H: Handler>(mut self, addr: impl ToSocketAddrs, handler: H) -> Result<()> {
-        let listener = self.listen(addr)?;
-        self.serve(vec![listener], Http::new(handler))
+        let listener = self.bind(addr)?;
+        self.serve([listener], Http::new(handler))
     }
 
     /// Waits up to `timeout` for the next message or disconnect request, for workers that do
