@@ -4,12 +4,22 @@
 //! header naming the worker, so load generators can see how connections were spread.
 //!
 //! Environment: `PORT` (default 8000), `WORKERS` (default: the CPUs available), `POLICY`
-//! (`reuseport`, the default, or `shared`). SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a
-//! worker, SIGTERM/Ctrl-C stop gracefully.
+//! (`reuseport`, the default; `shared`; `pinned`, `pinned-incoming-cpu`, `pinned-cbpf`).
+//! The `X-Herd-Cpu` header says which CPU served the request, so the effect of pinning shows.
+//! SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a worker, SIGTERM/Ctrl-C stop gracefully.
 
 use std::process::ExitCode;
 
 use herd::{Cluster, Policy, Request, Response};
+
+/// Every name `POLICY` takes.
+const POLICIES: &[&str] = &[
+    "reuseport",
+    "shared",
+    "pinned",
+    "pinned-incoming-cpu",
+    "pinned-cbpf",
+];
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -33,8 +43,12 @@ fn run() -> Result<(), String> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let policy = Policy::from_name(&policy_name)
-        .ok_or_else(|| format!("POLICY={policy_name} is not a policy: use reuseport or shared"))?;
+    let policy = Policy::from_name(&policy_name).ok_or_else(|| {
+        format!(
+            "POLICY={policy_name} is not a policy: use one of {}",
+            POLICIES.join(", ")
+        )
+    })?;
     Cluster::new()
         .workers(workers)
         .policy(policy)
@@ -44,8 +58,11 @@ fn run() -> Result<(), String> {
             worker.serve_http(
                 ("0.0.0.0", port),
                 move |_req: &Request<'_>, res: &mut Response| {
+                    let mut cpu = itoa::Buffer::new();
+                    let cpu = herd::current_cpu().map_or("", |c| cpu.format(c));
                     res.header("Content-Type", "text/plain")
                         .header("X-Herd-Worker", &id)
+                        .header("X-Herd-Cpu", cpu)
                         .body(&body);
                 },
             )

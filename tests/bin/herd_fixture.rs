@@ -52,8 +52,11 @@ fn main() {
     if let Some(t) = ms("FIX_READY_TIMEOUT_MS") {
         cluster = cluster.ready_timeout(t);
     }
-    if var("FIX_POLICY").as_deref() == Some("shared") {
-        cluster = cluster.policy(herd::Policy::Shared);
+    if let Some(policy) = var("FIX_POLICY").and_then(|p| herd::Policy::from_name(&p)) {
+        cluster = cluster.policy(policy);
+    }
+    if let Some(cpus) = var("FIX_CPUS") {
+        cluster = cluster.cpus(cpus.split(',').map(|c| c.parse::<usize>().unwrap()));
     }
     let action = var("FIX_PRIMARY").unwrap_or_default();
     let want = var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap());

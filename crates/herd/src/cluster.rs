@@ -50,6 +50,7 @@ pub struct Cluster {
     backoff: Backoff,
     on_event: Option<primary::OnEvent>,
     dispatch: Option<Box<dyn Dispatch>>,
+    cpus: Option<Vec<usize>>,
     poll: Option<(
         Poll,
         PrimaryHandle,
@@ -105,6 +106,7 @@ impl Cluster {
             },
             on_event: None,
             dispatch: None,
+            cpus: None,
             poll: None,
         }
     }
@@ -173,6 +175,15 @@ impl Cluster {
     /// [`Cluster::policy`]. Default: none (workers accept).
     pub fn dispatch(mut self, dispatcher: impl Dispatch) -> Self {
         self.dispatch = Some(Box::new(dispatcher));
+        self
+    }
+
+    /// The CPUs a [`Policy::Pinned`] cluster pins its slots to (slot i → `cpus[i % len]`).
+    /// Default: every CPU this process may run on (sched_getaffinity).
+    ///
+    /// [`Cluster::run`] fails with [`ErrorKind::Config`] when one is not available.
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(cpus.into_iter().collect());
         self
     }
 
@@ -289,7 +300,13 @@ impl Cluster {
         let cfg = primary::Config {
             workers: self.workers,
             spawn,
-            listeners: Listeners::new(self.policy, self.backlog, self.dispatch.is_some()),
+            listeners: Listeners::new(
+                self.policy,
+                self.backlog,
+                self.dispatch.is_some(),
+                self.cpus.clone(),
+            )
+            .map_err(|e| Error::new(ErrorKind::Config, e))?,
             shutdown_timeout: self.shutdown_timeout,
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,

@@ -33,7 +33,7 @@ mod worker;
 pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};
 pub use http::{Handler, Http, Request, Response};
-pub use listen::Policy;
+pub use listen::{current_cpu, Policy, Steering};
 pub use primary::{Dispatch, DispatchCtx, Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
 pub use worker::{IntoListener, Listener, Worker, WorkerEvent, WorkerSender};

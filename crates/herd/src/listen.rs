@@ -4,13 +4,25 @@
 //! the primary for the life of the slot: a replacement worker inherits the socket and with it
 //! every connection waiting in its accept queue. Under [`Policy::Shared`] one listener serves
 //! every slot. Port 0 is resolved once, so every slot listens on the same real port.
+//!
+//! A slot that goes away for good (scale-down) must not reset what waits in its queue:
+//! with net.ipv4.tcp_migrate_req on, the kernel moves the queue on close; otherwise a cBPF
+//! program steers new connections away from the slot ([`steer`]), and once its worker has
+//! left, the primary accepts what is still queued and hands it to another worker.
 
-use std::collections::HashMap;
+mod cpus;
+mod steer;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+pub use cpus::current_cpu;
+pub(crate) use cpus::{only as cpu_set, pin};
+use steer::Table;
 
 /// How connections reach workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,14 +35,37 @@ pub enum Policy {
     /// One listener shared by every worker, as Node's SCHED_NONE does it: uneven by nature
     /// (the most recently waiting worker tends to win).
     Shared,
+    /// ReusePort, with worker slot i pinned to CPU i of the CPUs the cluster may use (slots
+    /// wrap when there are more workers than CPUs), and each connection steered to the
+    /// worker on the CPU that processed its SYN. No eBPF, no privilege.
+    Pinned(Steering),
+}
+
+/// How [`Policy::Pinned`] steers a connection to the worker on its SYN's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Steering {
+    /// SO_INCOMING_CPU on Linux 6.2 and newer, the cBPF program before.
+    #[default]
+    Auto,
+    /// SO_INCOMING_CPU = the slot's CPU on each listener; the kernel prefers the listener
+    /// whose CPU matches (Linux 6.2+, commit b261eda84ec1).
+    IncomingCpu,
+    /// A classic-BPF reuseport program mapping the current CPU to the slot's socket
+    /// (Linux 4.6+).
+    Cbpf,
 }
 
 impl Policy {
-    /// The policy named `name` (`reuseport`, `shared`), as the examples' `POLICY` takes it.
+    /// The policy named `name`, as the examples' `POLICY` takes it: `reuseport`, `shared`,
+    /// `pinned`, `pinned-incoming-cpu`, `pinned-cbpf`.
     pub fn from_name(name: &str) -> Option<Policy> {
         match name {
             "reuseport" => Some(Policy::ReusePort),
             "shared" => Some(Policy::Shared),
+            "pinned" => Some(Policy::Pinned(Steering::Auto)),
+            "pinned-incoming-cpu" => Some(Policy::Pinned(Steering::IncomingCpu)),
+            "pinned-cbpf" => Some(Policy::Pinned(Steering::Cbpf)),
             _ => None,
         }
     }
@@ -47,6 +82,8 @@ struct Group {
     addr: SocketAddr,
     shared: Option<Socket>,
     slots: HashMap<usize, Socket>,
+    /// The slots in the kernel's order of the reuseport group's sockets.
+    order: Vec<usize>,
 }
 
 /// Every listener the primary holds.
@@ -56,16 +93,63 @@ pub(crate) struct Listeners {
     handoff: bool,
     backlog: i32,
     groups: HashMap<SocketAddr, Group>,
+    /// Pinned: slot i runs on `cpus[i % len]`.
+    cpus: Vec<usize>,
+    /// Pinned: the steering in force (never `Auto`).
+    steering: Option<Steering>,
+    /// Slots being removed: new connections avoid them.
+    leaving: HashSet<usize>,
+    /// net.ipv4.tcp_migrate_req is on: the kernel migrates a closed listener's queue.
+    migrate: bool,
 }
 
 impl Listeners {
-    pub(crate) fn new(policy: Policy, backlog: i32, handoff: bool) -> Listeners {
-        Listeners {
+    /// `cpus`: the CPUs a pinned cluster uses (default: every CPU this process may use).
+    pub(crate) fn new(
+        policy: Policy,
+        backlog: i32,
+        handoff: bool,
+        cpus: Option<Vec<usize>>,
+    ) -> Result<Listeners, String> {
+        let (cpus, steering) = match policy {
+            Policy::Pinned(steering) => {
+                let allowed =
+                    cpus::allowed().map_err(|e| format!("cannot read this process's CPUs: {e}"))?;
+                let cpus = cpus.unwrap_or_else(|| allowed.clone());
+                if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
+                    return Err(format!(
+                        "CPU {bad} is not available to this process (allowed: {allowed:?}): set Cluster::cpus to CPUs from that list"
+                    ));
+                }
+                if cpus.is_empty() {
+                    return Err("no CPUs to pin workers to: set Cluster::cpus".into());
+                }
+                let steering = match steering {
+                    Steering::Auto if cpus::kernel_steers_incoming_cpu() => Steering::IncomingCpu,
+                    Steering::Auto => Steering::Cbpf,
+                    s => s,
+                };
+                (cpus, Some(steering))
+            }
+            _ => (Vec::new(), None),
+        };
+        let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+            .is_ok_and(|v| v.trim() == "1");
+        Ok(Listeners {
             policy,
             handoff,
             backlog,
             groups: HashMap::new(),
-        }
+            cpus,
+            steering,
+            leaving: HashSet::new(),
+            migrate,
+        })
+    }
+
+    /// The CPU `slot` is pinned to, under [`Policy::Pinned`].
+    pub(crate) fn cpu_for(&self, slot: usize) -> Option<usize> {
+        self.steering.map(|_| self.cpus[slot % self.cpus.len()])
     }
 
     /// Whether connections are handed over by a dispatcher in the primary.
@@ -83,19 +167,13 @@ impl Listeners {
             return Ok((g.addr, None));
         }
         let addr = probe(requested)?;
-        let socket = open(addr, false, self.backlog).map_err(|e| explain(e, requested))?;
+        let socket = open(addr, false, None, self.backlog).map_err(|e| explain(e, requested))?;
         let copy = socket
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| explain(e, requested))?;
-        self.groups.insert(
-            requested,
-            Group {
-                addr,
-                shared: Some(socket),
-                slots: HashMap::new(),
-            },
-        );
+        self.groups
+            .insert(requested, Group::new(addr, Some(socket)));
         Ok((addr, Some(copy)))
     }
 
@@ -106,41 +184,117 @@ impl Listeners {
         slot: usize,
     ) -> Result<BorrowedFd<'_>, ListenError> {
         let backlog = self.backlog;
-        let policy = self.policy;
+        let cpu = self.cpu_for(slot);
         let group = match self.groups.entry(requested) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let addr = probe(requested)?;
-                v.insert(Group {
-                    addr,
-                    shared: None,
-                    slots: HashMap::new(),
-                })
+                v.insert(Group::new(probe(requested)?, None))
             }
         };
         let addr = group.addr;
-        let socket = match policy {
-            Policy::Shared => match &mut group.shared {
-                Some(s) => s,
-                s @ None => {
-                    s.insert(open(addr, false, backlog).map_err(|e| explain(e, requested))?)
-                }
-            },
-            Policy::ReusePort => match group.slots.entry(slot) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(open(addr, true, backlog).map_err(|e| explain(e, requested))?)
-                }
-            },
+        if self.policy == Policy::Shared {
+            if group.shared.is_none() {
+                group.shared =
+                    Some(open(addr, false, None, backlog).map_err(|e| explain(e, requested))?);
+            }
+        } else if !group.slots.contains_key(&slot) {
+            let socket = open(addr, true, cpu, backlog).map_err(|e| explain(e, requested))?;
+            group.slots.insert(slot, socket);
+            group.order.push(slot);
+            self.steer(requested);
+        }
+        let group = &self.groups[&requested];
+        let socket = match self.policy {
+            Policy::Shared => group.shared.as_ref(),
+            _ => group.slots.get(&slot),
         };
-        let socket: &Socket = socket;
-        Ok(socket.as_fd())
+        Ok(socket.expect("created above").as_fd())
     }
 
-    /// Closes `slot`'s listeners (the slot is gone for good).
-    pub(crate) fn remove_slot(&mut self, slot: usize) {
-        for g in self.groups.values_mut() {
-            g.slots.remove(&slot);
+    /// `slot` is going away: steer new connections to the other slots.
+    pub(crate) fn begin_remove_slot(&mut self, slot: usize) {
+        self.leaving.insert(slot);
+        let keys: Vec<SocketAddr> = self.groups.keys().copied().collect();
+        for k in keys {
+            self.steer(k);
+        }
+    }
+
+    /// `slot`'s worker has left: takes what is still queued on the slot's listeners (to be
+    /// handed to other workers) and closes them.
+    pub(crate) fn finish_remove_slot(&mut self, slot: usize) -> Vec<TcpStream> {
+        self.leaving.remove(&slot);
+        let mut queued = Vec::new();
+        let keys: Vec<SocketAddr> = self.groups.keys().copied().collect();
+        for k in keys {
+            let group = self.groups.get_mut(&k).expect("listed");
+            let Some(socket) = group.slots.remove(&slot) else {
+                continue;
+            };
+            if !self.migrate {
+                while let Ok((conn, _)) = socket.accept() {
+                    queued.push(TcpStream::from(conn));
+                }
+            }
+            drop(socket);
+            // The kernel moves the group's last socket into the closed one's place.
+            if let Some(i) = group.order.iter().position(|s| *s == slot) {
+                group.order.swap_remove(i);
+            }
+            self.steer(k);
+        }
+        queued
+    }
+
+    /// Attaches (or removes) the reuseport program `requested`'s group needs now.
+    fn steer(&mut self, requested: SocketAddr) {
+        let Some(group) = self.groups.get(&requested) else {
+            return;
+        };
+        let Some(first) = group.order.first().and_then(|s| group.slots.get(s)) else {
+            return;
+        };
+        let live: Vec<(u32, usize)> = group
+            .order
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !self.leaving.contains(s))
+            .map(|(i, s)| (i as u32, *s))
+            .collect();
+        let someone_leaves = live.len() < group.order.len() && !self.migrate;
+        let table = match self.steering {
+            Some(Steering::Cbpf) => Some(self.cpu_table(&live)),
+            Some(_) if someone_leaves => Some(self.cpu_table(&live)),
+            None if someone_leaves => Some(Table::Hash(live.iter().map(|(i, _)| *i).collect())),
+            _ => None,
+        };
+        let result = match table {
+            Some(t) => steer::compile(&t).and_then(|p| steer::attach(first.as_fd(), &p)),
+            None => steer::detach(first.as_fd()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(addr = %group.addr, "cannot steer the reuseport group: {e}");
+        }
+    }
+
+    fn cpu_table(&self, live: &[(u32, usize)]) -> Table {
+        let mut by_cpu: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+        for (index, slot) in live {
+            if let Some(cpu) = self.cpu_for(*slot) {
+                by_cpu.entry(cpu).or_default().push(*index);
+            }
+        }
+        Table::Cpu(by_cpu)
+    }
+}
+
+impl Group {
+    fn new(addr: SocketAddr, shared: Option<Socket>) -> Group {
+        Group {
+            addr,
+            shared,
+            slots: HashMap::new(),
+            order: Vec::new(),
         }
     }
 }
@@ -166,8 +320,14 @@ fn probe(requested: SocketAddr) -> Result<SocketAddr, ListenError> {
     })
 }
 
-/// A listening socket on `addr`, non-blocking, TCP_NODELAY (inherited by accepted sockets).
-fn open(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<Socket> {
+/// A listening socket on `addr`, non-blocking, TCP_NODELAY (inherited by accepted sockets),
+/// with SO_INCOMING_CPU = `cpu` when given.
+fn open(
+    addr: SocketAddr,
+    reuse_port: bool,
+    cpu: Option<usize>,
+    backlog: i32,
+) -> io::Result<Socket> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
@@ -179,6 +339,9 @@ fn open(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<Socket> 
     }
     s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;
+    if let Some(cpu) = cpu {
+        s.set_cpu_affinity(cpu)?;
+    }
     s.bind(&addr.into())?;
     s.listen(backlog)?;
     Ok(s)
@@ -202,7 +365,7 @@ mod tests {
 
     #[test]
     fn port_zero_resolves_once_for_every_slot() {
-        let mut l = Listeners::new(Policy::ReusePort, 128, false);
+        let mut l = Listeners::new(Policy::ReusePort, 128, false, None).unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let a = TcpListener::from(l.get(any, 0).unwrap().try_clone_to_owned().unwrap());
         let b = TcpListener::from(l.get(any, 1).unwrap().try_clone_to_owned().unwrap());
@@ -216,9 +379,43 @@ mod tests {
     #[test]
     fn a_port_held_by_another_process_is_eaddrinuse_with_a_clear_sentence() {
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut l = Listeners::new(Policy::ReusePort, 128, false);
+        let mut l = Listeners::new(Policy::ReusePort, 128, false, None).unwrap();
         let err = l.get(other.local_addr().unwrap(), 0).unwrap_err();
         assert_eq!(err.errno, libc::EADDRINUSE);
         assert!(err.text.contains("already in use"), "{}", err.text);
+    }
+
+    #[test]
+    fn a_removed_slot_gives_back_its_queue_and_new_connections_avoid_it() {
+        let mut l = Listeners::new(Policy::ReusePort, 128, false, None).unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = TcpListener::from(l.get(any, 0).unwrap().try_clone_to_owned().unwrap());
+        let addr = a.local_addr().unwrap();
+        l.get(any, 1).unwrap();
+        let queued: Vec<std::net::TcpStream> = (0..40)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        l.begin_remove_slot(1);
+        let later: Vec<std::net::TcpStream> = (0..40)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let moved = l.finish_remove_slot(1);
+        a.set_nonblocking(true).unwrap();
+        let mut on_slot_0 = 0;
+        while a.accept().is_ok() {
+            on_slot_0 += 1;
+        }
+        // Slot 1 had some of the first 40 queued and none of the 40 after steering.
+        assert!(
+            !moved.is_empty() && moved.len() < queued.len(),
+            "moved {}",
+            moved.len()
+        );
+        assert_eq!(on_slot_0 + moved.len(), queued.len() + later.len());
+        // The moved connections are intact: their peers see them open.
+        for m in &moved {
+            assert!(m.peer_addr().is_ok());
+        }
     }
 }

@@ -233,8 +233,14 @@ impl<H: Handler> Connection for Conn<H> {
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
         match self.state {
-            State::Idle { .. } => Flow::Close,
-            State::Head { .. } | State::Body { .. } => Flow::Continue,
+            // Between requests: the client knows a keep-alive connection may close.
+            State::Idle { fresh: false, .. } => Flow::Close,
+            // Accepted (or handed over) but its first request not read yet: closing it now
+            // would reset a request the client already sent. It gets its answer (with
+            // `Connection: close`), bounded by the header read timeout.
+            State::Idle { fresh: true, .. } | State::Head { .. } | State::Body { .. } => {
+                Flow::Continue
+            }
         }
     }
 }

@@ -251,8 +251,18 @@ fn drain_closes_idle_and_finishes_in_flight() {
     let now = Instant::now();
     let http = http();
     let mut out = Vec::new();
+    // Idle between keep-alive requests: closes at once.
     let mut idle = http.connect(None, now);
+    idle.on_read(b"GET / HTTP/1.1\r\n\r\n", &mut out, now);
+    out.clear();
     assert_eq!(idle.on_drain(&mut out), Flow::Close);
+    // Accepted, first request not read yet: it is owed an answer, with Connection: close.
+    let mut fresh = http.connect(None, now);
+    assert_eq!(fresh.on_drain(&mut out), Flow::Continue);
+    let step = fresh.on_read(b"GET / HTTP/1.1\r\n\r\n", &mut out, now);
+    assert_eq!(step.flow, Flow::Close);
+    assert!(String::from_utf8_lossy(&out).contains("\r\nConnection: close\r\n"));
+    out.clear();
     let mut busy = http.connect(None, now);
     busy.on_read(b"GET / HTTP/1.1\r\n", &mut out, now);
     assert_eq!(busy.on_drain(&mut out), Flow::Continue);

@@ -236,7 +236,8 @@ impl Primary {
         let id = self.next_id;
         self.next_id += 1;
         let started = UnixStream::pair().and_then(|(ours, theirs)| {
-            let child = spawn::spawn(&self.cfg.spawn, id, slot, None, &theirs)?;
+            let cpu = self.cfg.listeners.cpu_for(slot);
+            let child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs)?;
             drop(theirs);
             let channel = Channel::new(ours, self.cfg.spawn.max_message)?;
             self.poll.registry().register(
@@ -662,9 +663,7 @@ impl Primary {
         slot.current = None;
         if slot.removing {
             if slot.incoming.is_none() {
-                self.slots.remove(&slot_no);
-                self.cfg.listeners.remove_slot(slot_no);
-                tracing::info!(slot = slot_no, "slot removed");
+                self.finish_remove_slot(slot_no);
             }
             return;
         }
@@ -821,12 +820,42 @@ impl Primary {
             .chain(slot.incoming.iter())
             .copied()
             .collect();
+        self.cfg.listeners.begin_remove_slot(n);
         if ids.is_empty() {
-            self.slots.remove(&n);
-            self.cfg.listeners.remove_slot(n);
+            self.finish_remove_slot(n);
         }
         for id in ids {
             self.disconnect(id);
+        }
+    }
+
+    /// The removed slot's worker is gone: what still waits in the slot's queue goes to
+    /// the other workers, then its listeners close.
+    fn finish_remove_slot(&mut self, n: usize) {
+        self.slots.remove(&n);
+        let queued = self.cfg.listeners.finish_remove_slot(n);
+        tracing::info!(slot = n, moved = queued.len(), "slot removed");
+        let mut takers: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|(_, l)| {
+                l.listened && l.channel.is_some() && !l.handle.exited_after_disconnect()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        takers.sort_unstable();
+        if takers.is_empty() && !queued.is_empty() {
+            tracing::warn!(
+                slot = n,
+                "no worker to take {} queued connections",
+                queued.len()
+            );
+            return;
+        }
+        for (i, chunk) in queued.chunks(MAX_FDS_PER_FRAME).enumerate() {
+            let to = takers[i % takers.len()];
+            let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|c| c.as_fd()).collect();
+            self.send(to, &ToWorker::Connections(fds.len() as u32), &fds);
         }
     }
 

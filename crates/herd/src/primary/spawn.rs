@@ -63,10 +63,17 @@ pub(crate) fn spawn(
     }
     let fd = theirs.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
+    let pin = cpu.map(crate::listen::cpu_set);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (fcntl, prctl, getppid) without allocating.
+    // async-signal-safe calls (fcntl, prctl, getppid, sched_setaffinity) without allocating.
     unsafe {
-        cmd.pre_exec(move || crate::sys::child_setup(fd, parent));
+        cmd.pre_exec(move || {
+            crate::sys::child_setup(fd, parent)?;
+            if let Some(set) = &pin {
+                crate::listen::pin(set)?;
+            }
+            Ok(())
+        });
     }
     cmd.spawn()
 }
