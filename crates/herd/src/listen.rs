@@ -197,9 +197,8 @@ impl Listeners {
                 group.shared =
                     Some(open(addr, false, None, backlog).map_err(|e| explain(e, requested))?);
             }
-        } else if !group.slots.contains_key(&slot) {
-            let socket = open(addr, true, cpu, backlog).map_err(|e| explain(e, requested))?;
-            group.slots.insert(slot, socket);
+        } else if let std::collections::hash_map::Entry::Vacant(v) = group.slots.entry(slot) {
+            v.insert(open(addr, true, cpu, backlog).map_err(|e| explain(e, requested))?);
             group.order.push(slot);
             self.steer(requested);
         }
@@ -231,7 +230,9 @@ impl Listeners {
             let Some(socket) = group.slots.remove(&slot) else {
                 continue;
             };
-            if !self.migrate {
+            // O_NONBLOCK belongs to the open file, shared with every worker that had this
+            // socket: one of them may have made it blocking.
+            if !self.migrate && socket.set_nonblocking(true).is_ok() {
                 while let Ok((conn, _)) = socket.accept() {
                     queued.push(TcpStream::from(conn));
                 }
