@@ -98,3 +98,22 @@ fn garbage_from_a_worker_never_crashes_the_primary() {
         "{err}"
     );
 }
+
+#[test]
+fn typed_json_messages_round_trip() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_PRIMARY", "json"),
+            ("FIX_MODE", "json"),
+        ],
+        &[],
+    );
+    let m = c.expect(5 * SEC, |l| l.starts_with("EV message"));
+    assert!(
+        m.ends_with(r#"data={"id":1,"name":"resize-done","sizes":[128,256]}"#),
+        "{m}"
+    );
+}

@@ -103,6 +103,13 @@ fn main() {
                 "disconnect-first" if w.id() == 1 => w.disconnect(),
                 "kill-first" if w.id() == 1 => w.kill(libc::SIGTERM),
                 "broadcast" if listening == want => primary.broadcast("all").unwrap(),
+                "json" => w
+                    .send_json(&Job {
+                        id: w.id(),
+                        name: "resize".into(),
+                        sizes: vec![64, 128],
+                    })
+                    .unwrap(),
                 "too-large" if w.id() == 1 => {
                     let e = w.send(vec![0u8; 1 << 21]).unwrap_err();
                     say(format!("PRIMARY send-error kind={:?} {e}", e.kind()));
@@ -116,6 +123,14 @@ fn main() {
         eprintln!("herd-fixture: {e}");
         std::process::exit(1);
     }
+}
+
+/// A typed message for the `json` mode (feature `serde`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Job {
+    id: u32,
+    name: String,
+    sizes: Vec<u32>,
 }
 
 fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result<()> {
@@ -170,6 +185,14 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
     }
     loop {
         match worker.next_event(Duration::from_secs(3600)) {
+            Ok(Some(WorkerEvent::Message(m))) if mode == "json" => {
+                let job: Job = herd::from_json(&m)?;
+                worker.send_json(&Job {
+                    id,
+                    name: format!("{}-done", job.name),
+                    sizes: job.sizes.iter().map(|s| s * 2).collect(),
+                })?;
+            }
             Ok(Some(WorkerEvent::Message(m))) => {
                 let text = String::from_utf8_lossy(&m);
                 worker.send(format!("got:{text}:from:{id}").as_bytes())?;

@@ -24,6 +24,8 @@ mod error;
 pub mod event_loop;
 pub mod http;
 mod ipc;
+#[cfg(feature = "serde")]
+mod json;
 mod listen;
 mod primary;
 pub mod protocol;
@@ -33,6 +35,8 @@ mod worker;
 pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};
 pub use http::{Handler, Http, Request, Response};
+#[cfg(feature = "serde")]
+pub use json::from_json;
 pub use listen::{current_cpu, Policy, Steering};
 pub use primary::{Dispatch, DispatchCtx, Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
