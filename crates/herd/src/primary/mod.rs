@@ -902,7 +902,9 @@ impl Primary {
                 }
                 return;
             };
-            if self.slots.get(&slot).is_none_or(|s| s.removing) {
+            // A slot being removed needs no new worker; one waiting out a crash backoff
+            // restarts from the executable now at the path anyway.
+            if self.slots.get(&slot).is_none_or(|s| s.removing || s.current.is_none()) {
                 continue;
             }
             let deadline = Instant::now() + self.cfg.ready_timeout;
