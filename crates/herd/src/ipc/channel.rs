@@ -195,35 +195,29 @@ impl Channel {
         if self.queue.is_empty() {
             match send_frame(self.stream.as_raw_fd(), &frame, fds) {
                 Ok(n) if n == frame.len() => return Ok(false),
-                Ok(n) => self.queue.push_back(Pending {
-                    bytes: frame,
-                    sent: n,
-                    fds: Vec::new(),
-                }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fds = fds
-                        .iter()
-                        .map(|f| f.try_clone_to_owned())
-                        .collect::<io::Result<_>>()?;
+                // The fds went with the first byte; only the rest of the bytes wait.
+                Ok(n) => {
                     self.queue.push_back(Pending {
                         bytes: frame,
-                        sent: 0,
-                        fds,
+                        sent: n,
+                        fds: Vec::new(),
                     });
+                    return Ok(true);
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-        } else {
-            let fds = fds
-                .iter()
-                .map(|f| f.try_clone_to_owned())
-                .collect::<io::Result<_>>()?;
-            self.queue.push_back(Pending {
-                bytes: frame,
-                sent: 0,
-                fds,
-            });
         }
+        // Nothing of this frame went out: it waits whole, with copies of its fds.
+        let fds = fds
+            .iter()
+            .map(|f| f.try_clone_to_owned())
+            .collect::<io::Result<_>>()?;
+        self.queue.push_back(Pending {
+            bytes: frame,
+            sent: 0,
+            fds,
+        });
         Ok(true)
     }
 

@@ -439,22 +439,23 @@ impl Primary {
         };
         match result {
             Ok(fd) => self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()]),
-            Err(e) => {
-                tracing::warn!(worker = id, "{}", e.text);
-                if let Some(live) = self.live.get_mut(&id) {
-                    live.listen_error = Some(e.text.clone());
-                }
-                self.send(
-                    id,
-                    &ToWorker::ListenErr {
-                        req,
-                        errno: e.errno,
-                        text: e.text,
-                    },
-                    &[],
-                );
-            }
+            Err(e) => self.listen_failed(id, req, e),
         }
+    }
+
+    /// Tells worker `id` its listen request `req` failed, and remembers why (a worker that
+    /// exits without ever listening stops the cluster with this reason).
+    fn listen_failed(&mut self, id: u32, req: u32, e: crate::listen::ListenError) {
+        tracing::warn!(worker = id, "{}", e.text);
+        if let Some(live) = self.live.get_mut(&id) {
+            live.listen_error = Some(e.text.clone());
+        }
+        let msg = ToWorker::ListenErr {
+            req,
+            errno: e.errno,
+            text: e.text,
+        };
+        self.send(id, &msg, &[]);
     }
 
     fn on_listen_handoff(&mut self, id: u32, req: u32, addr: &str) {
@@ -487,21 +488,7 @@ impl Primary {
                 },
                 &[],
             ),
-            Err(e) => {
-                tracing::warn!(worker = id, "{}", e.text);
-                if let Some(live) = self.live.get_mut(&id) {
-                    live.listen_error = Some(e.text.clone());
-                }
-                self.send(
-                    id,
-                    &ToWorker::ListenErr {
-                        req,
-                        errno: e.errno,
-                        text: e.text,
-                    },
-                    &[],
-                );
-            }
+            Err(e) => self.listen_failed(id, req, e),
         }
     }
 
@@ -904,7 +891,11 @@ impl Primary {
             };
             // A slot being removed needs no new worker; one waiting out a crash backoff
             // restarts from the executable now at the path anyway.
-            if self.slots.get(&slot).is_none_or(|s| s.removing || s.current.is_none()) {
+            if self
+                .slots
+                .get(&slot)
+                .is_none_or(|s| s.removing || s.current.is_none())
+            {
                 continue;
             }
             let deadline = Instant::now() + self.cfg.ready_timeout;
