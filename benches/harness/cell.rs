@@ -12,7 +12,8 @@ use super::workload::Workload;
 /// What one cell measured, or why it has no figures.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The load ran; `killed` is the worker pid killed half-way, for the kill workload.
+    /// The load ran; `killed` is the worker pid killed half-way (the busiest one), for the
+    /// kill workload.
     Measured {
         /// herd-load's report of the measured run.
         report: Box<Report>,
@@ -89,7 +90,7 @@ fn measure(
         std::thread::scope(|s| {
             let load = s.spawn(|| herd_load::run(&config));
             std::thread::sleep(t.measure / 2);
-            let victim = server.worker_pids().into_iter().min();
+            let victim = server.busiest_worker();
             if let Some(pid) = victim {
                 // SAFETY: kill(2) on a worker of the server this cell started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };

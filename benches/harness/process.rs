@@ -114,12 +114,14 @@ impl Server {
         }
     }
 
-    /// The pids of the server's worker processes: the children of the process started.
-    pub fn worker_pids(&self) -> Vec<i32> {
+    /// The worker that used the most CPU so far (user + system time): the one serving the most,
+    /// so that killing it is felt whatever the policy.
+    pub fn busiest_worker(&self) -> Option<i32> {
+        let ppid = self.child.id() as i32;
         procs()
-            .filter(|p| p.ppid == self.child.id() as i32 && p.state != 'Z')
+            .filter(|p| p.ppid == ppid && p.state != 'Z')
+            .max_by_key(|p| p.cpu_ticks)
             .map(|p| p.pid)
-            .collect()
     }
 
     /// What it wrote on stderr so far, on one line.
@@ -183,6 +185,8 @@ struct Proc {
     state: char,
     ppid: i32,
     pgrp: i32,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
 }
 
 /// Every process on the machine (those that vanish while read are skipped).
@@ -198,11 +202,16 @@ fn procs() -> impl Iterator<Item = Proc> {
             let state = rest.next()?.chars().next()?;
             let ppid = rest.next()?.parse().ok()?;
             let pgrp = rest.next()?.parse().ok()?;
+            // Fields 14 and 15 (utime, stime); `rest` now starts at field 6.
+            let mut times = rest.skip(8);
+            let utime: u64 = times.next()?.parse().ok()?;
+            let stime: u64 = times.next()?.parse().ok()?;
             Some(Proc {
                 pid,
                 state,
                 ppid,
                 pgrp,
+                cpu_ticks: utime + stime,
             })
         })
 }

@@ -16,7 +16,8 @@ pub enum Workload {
     Skewed,
     /// 512 keep-alive connections opened at once at the start, then kept for the whole run.
     Burst,
-    /// 64 keep-alive connections; one worker is killed (SIGKILL) half-way through.
+    /// 64 keep-alive connections; the busiest worker (most CPU time) is killed (SIGKILL)
+    /// half-way through.
     KillWorker,
 }
 
