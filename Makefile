@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench bench-full fuzz clean
+.PHONY: run test lint fmt bench bench-full measure fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -21,6 +21,10 @@ fmt:
 
 bench:
 	$(CARGO) bench --bench policies
+
+# herd's hello cluster against nginx: req/s, p99, syscalls per request, memory.
+measure:
+	bash benches/measure_http.sh
 
 clean:
 	$(CARGO) clean
