@@ -26,5 +26,11 @@ bench:
 measure:
 	bash benches/measure_http.sh
 
+# The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
+# stable toolchain use the sanitizer flags cargo-fuzz needs).
+FUZZ_TIME ?= 60
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run http_request -- -dict=http.dict -max_total_time=$(FUZZ_TIME)
+
 clean:
 	$(CARGO) clean
