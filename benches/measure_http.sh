@@ -205,6 +205,7 @@ N_KA_US=$(to_us "$N_KA_P99")
 cat <<EOF
 
 == results (herd = hello example, WORKERS=2; nginx worker_processes 2; same run)
+load average at the end (other work on this box skews every figure): $(cut -d' ' -f1-3 /proc/loadavg)
 keep-alive (wrk -t2 -c64 -d$DURATION --latency)
   herd   $H_KA req/s   p99 $H_KA_P99   errors: $H_KA_ERR
   nginx  $N_KA req/s   p99 $N_KA_P99   errors: $N_KA_ERR
