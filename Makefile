@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench bench-full fuzz clean
+.PHONY: run test lint fmt bench bench-full measure fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -21,6 +21,16 @@ fmt:
 
 bench:
 	$(CARGO) bench --bench policies
+
+# herd's hello cluster against nginx: req/s, p99, syscalls per request, memory.
+measure:
+	bash benches/measure_http.sh
+
+# The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
+# stable toolchain use the sanitizer flags cargo-fuzz needs).
+FUZZ_TIME ?= 60
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run http_request -- -dict=http.dict -max_total_time=$(FUZZ_TIME)
 
 clean:
 	$(CARGO) clean

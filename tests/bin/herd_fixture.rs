@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use herd::{Cluster, Event, Exit, WorkerEvent};
+use herd::{Cluster, Event, Exit, Request, Response, WorkerEvent};
 
 fn var(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
@@ -162,6 +162,27 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
     if mode == "too-large" {
         let e = worker.send(&vec![0u8; 1 << 21]).unwrap_err();
         worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
+    }
+    if mode == "http" {
+        // HTTP on the worker's event loop: `/sleep?ms=N` answers after N ms (blocking the
+        // loop, as a slow handler does), anything else answers at once.
+        let addr = var("FIX_ADDR").unwrap_or_else(|| "127.0.0.1:0".into());
+        return worker.serve_http(
+            addr.as_str(),
+            move |req: &Request<'_>, res: &mut Response| {
+                if req.path() == "/sleep" {
+                    let ms = req
+                        .query()
+                        .and_then(|q| q.strip_prefix("ms="))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                res.header("Content-Type", "text/plain")
+                    .header("X-Herd-Worker", id.to_string())
+                    .body(format!("{} {} from {id}\n", req.method(), req.target()));
+            },
+        );
     }
     if let Some(addr) = var("FIX_ADDR") {
         let listener = match worker.listen(addr.as_str()) {

@@ -235,3 +235,138 @@ pub fn free_port() -> u16 {
 }
 
 pub const SEC: Duration = Duration::from_secs(1);
+
+impl Proc {
+    /// Adds `pids` to the processes killed on drop (for binaries that print no fork lines).
+    pub fn adopt(&self, pids: &[i32]) {
+        self.pids.lock().unwrap().extend(pids.iter().copied());
+    }
+}
+
+/// The live children of `pid`, from the parent field of every /proc/<pid>/stat.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // After the `(comm)` field: state, then the parent pid.
+        let mut rest = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+        let state = rest.next();
+        let ppid = rest.next().and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) && state != Some("Z") {
+            out.push(child);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// One HTTP/1.1 response read off a connection.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// `(lower-case name, value)` in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the server said `Connection: close`.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response framed by `Content-Length` (what herd always sends) from `r`.
+pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not a status line: {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l
+            .split_once(':')
+            .ok_or_else(|| std::io::Error::other(format!("bad header line: {l:?}")))?;
+        headers.push((n.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Whether the peer closed `s` (EOF within the read timeout; a reset counts as closed).
+pub fn closed_by_peer(r: &mut impl Read) -> bool {
+    let mut buf = [0u8; 64];
+    match r.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Connects to 127.0.0.1:`port` with a 2 s read timeout, retrying for up to 5 s while the
+/// cluster comes up.
+pub fn connect_retry(port: u16) -> TcpStream {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                return s;
+            }
+            Err(e) if Instant::now() >= deadline => panic!("connect to {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
