@@ -11,23 +11,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::{
-    children_of, closed_by_peer, connect_retry, free_port, read_reply, Proc, Reply, FIXTURE, SEC,
+    children_of, closed_by_peer, connect_retry, example, free_port, read_reply, Proc, Reply,
+    FIXTURE, SEC,
 };
 
-/// target/debug/examples/hello, next to this test's target/debug/deps/ directory.
 fn hello_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile.join("examples").join("hello");
-    assert!(
-        bin.exists(),
-        "{} missing: cargo test builds it",
-        bin.display()
-    );
-    bin
+    example("hello")
 }
 
 /// Starts the hello example with `WORKERS=2` on a free port; returns it once both workers
@@ -176,7 +165,7 @@ fn bogus_policy_exits_nonzero_with_one_line() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line, got {err:?}");
     assert!(
-        lines[0].contains("POLICY=bogus") && lines[0].contains("use reuseport or shared"),
+        lines[0].contains("POLICY=bogus") && lines[0].contains("use one of reuseport, shared"),
         "names the fix: {err:?}"
     );
 }

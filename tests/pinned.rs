@@ -8,27 +8,9 @@ mod util;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::*;
-
-/// The hello example next to this test binary (cargo test builds examples).
-fn hello() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/hello");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --examples`",
-        bin.display()
-    );
-    bin
-}
 
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
@@ -120,7 +102,7 @@ fn pinned(policy: &str) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let _c = Proc::start(
-        hello().to_str().unwrap(),
+        example("hello").to_str().unwrap(),
         &[
             ("PORT", &port.to_string()),
             ("WORKERS", "2"),

@@ -10,6 +10,29 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The path of example `name`, next to this test binary (`cargo test` builds examples; a
+/// single test file run alone builds the example here).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile.join("examples").join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot build example {name}"
+        );
+    }
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
 /// The fixture cluster binary.
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_herd-fixture");
 
