@@ -232,9 +232,14 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        // A fresh connection was accepted for a request that may still be on its way (the
+        // client connected just before a reload): wait for it, as for a request in flight,
+        // bounded by the header read timeout. Only a connection idle between requests closes.
         match self.state {
-            State::Idle { .. } => Flow::Close,
-            State::Head { .. } | State::Body { .. } => Flow::Continue,
+            State::Idle { fresh: false, .. } => Flow::Close,
+            State::Idle { fresh: true, .. } | State::Head { .. } | State::Body { .. } => {
+                Flow::Continue
+            }
         }
     }
 }

@@ -252,7 +252,17 @@ fn drain_closes_idle_and_finishes_in_flight() {
     let http = http();
     let mut out = Vec::new();
     let mut idle = http.connect(None, now);
+    idle.on_read(b"GET / HTTP/1.1\r\n\r\n", &mut out, now);
+    out.clear();
     assert_eq!(idle.on_drain(&mut out), Flow::Close);
+    // A fresh connection's first request may still be on its way: it is awaited (bounded by
+    // the header read timeout) and answered with `Connection: close`.
+    let mut fresh = http.connect(None, now);
+    assert_eq!(fresh.on_drain(&mut out), Flow::Continue);
+    let step = fresh.on_read(b"GET / HTTP/1.1\r\n\r\n", &mut out, now);
+    assert_eq!(step.flow, Flow::Close);
+    assert!(String::from_utf8_lossy(&out).contains("\r\nConnection: close\r\n"));
+    out.clear();
     let mut busy = http.connect(None, now);
     busy.on_read(b"GET / HTTP/1.1\r\n", &mut out, now);
     assert_eq!(busy.on_drain(&mut out), Flow::Continue);
