@@ -37,7 +37,10 @@ fn run() -> Result<(), String> {
         .policy(policy)
         .run(move |worker| {
             let id = worker.id().to_string();
-            let body = format!("Hello again from worker {id} (pid {})\n", std::process::id());
+            let body = format!(
+                "Hello again from worker {id} (pid {})\n",
+                std::process::id()
+            );
             worker.serve_http(
                 ("0.0.0.0", port),
                 move |_req: &Request<'_>, res: &mut Response| {

@@ -179,7 +179,11 @@ fn a_reload_whose_new_binary_cannot_start_keeps_the_old_workers_serving() {
     let during = load.finish();
     print("reload with a broken binary", &before, &during);
     during.assert_nothing_lost("failed reload");
-    assert_eq!(c.count("worker forked"), 3, "the reload stopped at its first slot");
+    assert_eq!(
+        c.count("worker forked"),
+        3,
+        "the reload stopped at its first slot"
+    );
     assert_eq!(c.count("worker exited"), 0, "no old worker left");
     let ids: Vec<&String> = during.workers.keys().collect();
     assert_eq!(ids, ["1", "2"], "the old workers kept serving");

@@ -121,7 +121,11 @@ impl Hello {
             .iter()
             .map(|l| {
                 let num = |k| field(l, k).and_then(|v| v.parse::<i64>().ok()).unwrap();
-                (num("worker") as u32, num("pid") as i32, num("slot") as usize)
+                (
+                    num("worker") as u32,
+                    num("pid") as i32,
+                    num("slot") as usize,
+                )
             })
             .collect()
     }
@@ -271,7 +275,12 @@ impl Totals {
 
     /// Nothing lost: no failure of any kind, and every request sent was answered.
     pub fn assert_nothing_lost(&self, what: &str) {
-        assert_eq!(self.errors.total(), 0, "{what}: failed requests {:?}", self.errors);
+        assert_eq!(
+            self.errors.total(),
+            0,
+            "{what}: failed requests {:?}",
+            self.errors
+        );
         assert_eq!(self.sent, self.completed, "{what}: every request answered");
         assert_eq!(self.abandoned, 0, "{what}: no request abandoned");
         assert!(self.sent > 0, "{what}: the load ran");

@@ -64,7 +64,9 @@ fn drain_answers_a_connection_whose_first_request_comes_after_it() {
     std::thread::sleep(Duration::from_millis(50));
     server.begin_drain();
     std::thread::sleep(Duration::from_millis(50));
-    fresh.write_all(b"GET /late HTTP/1.1\r\n\r\n").expect("send");
+    fresh
+        .write_all(b"GET /late HTTP/1.1\r\n\r\n")
+        .expect("send");
     let reply = read_reply(&mut fresh, false).expect("the first request is answered");
     assert_eq!(reply.status, 200);
     assert!(reply.closes());
@@ -80,7 +82,9 @@ fn drain_answers_a_handed_over_connection_whose_request_is_pending() {
     client
         .set_read_timeout(Some(util::TIMEOUT))
         .expect("read timeout");
-    client.write_all(b"GET /pending HTTP/1.1\r\n\r\n").expect("send");
+    client
+        .write_all(b"GET /pending HTTP/1.1\r\n\r\n")
+        .expect("send");
     let (accepted, _) = side.accept().expect("accept");
     // The hand-off and the drain reach the loop together: the request is already waiting in
     // the socket when the drain looks at the connection.
