@@ -3,7 +3,8 @@
 //! kernel keeps steering new connections to it until then: losing nothing needs the kernel's
 //! help (net.ipv4.tcp_migrate_req, or a cBPF reuseport program that stops steering to the
 //! slot before it drains). Until listen.rs has that steering this test is expected to fail;
-//! it asserts zero failures so that it passes once the steering lands:
+//! it asserts zero failures so that it passes once the steering lands. Cargo.toml marks it
+//! `test = false` (a plain `cargo test` skips it); run it by name:
 //! `cargo test --test nothing_lost_scale_down -- --nocapture`.
 
 mod lost;
