@@ -1,5 +1,6 @@
 //! Draining on Disconnect: in-flight requests finish with `Connection: close`, idle keep-alive
-//! connections close, the loop returns.
+//! connections close, a request already waiting in a socket and a connection's first request
+//! still on its way are answered, the loop returns.
 
 mod util;
 
@@ -53,4 +54,44 @@ fn drain_gives_up_at_the_drain_timeout() {
     server.stop().expect("the loop returns Ok");
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert!(is_closed(&mut stuck));
+}
+
+#[test]
+fn drain_answers_a_connection_whose_first_request_comes_after_it() {
+    let mut server = start(hello(), Config::default());
+    // Accepted before the drain, its request not sent yet: a client of a reloading worker.
+    let mut fresh = server.connect();
+    std::thread::sleep(Duration::from_millis(50));
+    server.begin_drain();
+    std::thread::sleep(Duration::from_millis(50));
+    fresh
+        .write_all(b"GET /late HTTP/1.1\r\n\r\n")
+        .expect("send");
+    let reply = read_reply(&mut fresh, false).expect("the first request is answered");
+    assert_eq!(reply.status, 200);
+    assert!(reply.closes());
+    assert!(is_closed(&mut fresh));
+    server.stop().expect("the loop returns Ok");
+}
+
+#[test]
+fn drain_answers_a_handed_over_connection_whose_request_is_pending() {
+    let mut server = start(hello(), Config::default());
+    let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(side.local_addr().unwrap()).expect("connect");
+    client
+        .set_read_timeout(Some(util::TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET /pending HTTP/1.1\r\n\r\n")
+        .expect("send");
+    let (accepted, _) = side.accept().expect("accept");
+    // The hand-off and the drain reach the loop together: the request is already waiting in
+    // the socket when the drain looks at the connection.
+    server.hand_over(accepted);
+    server.begin_drain();
+    let reply = read_reply(&mut client, false).expect("the pending request is answered");
+    assert_eq!(reply.status, 200);
+    assert!(is_closed(&mut client));
+    server.stop().expect("the loop returns Ok");
 }

@@ -192,8 +192,13 @@ impl<C: Connection> Socket<C> {
         }
     }
 
-    /// The worker is draining.
+    /// The worker is draining. Bytes may be waiting unread (a connection accepted in the same
+    /// turn, or one whose readiness is still queued): read them first, so that a request
+    /// that arrived is seen in flight and answered instead of its connection closed as idle.
     pub(super) fn on_drain(&mut self, cx: &mut Ctx<'_>) -> Status {
+        if self.on_readable(cx) == Status::Closed {
+            return Status::Closed;
+        }
         let flow = self.proto.on_drain(&mut cx.bufs.out);
         self.after(flow, cx)
     }

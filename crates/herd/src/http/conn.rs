@@ -232,6 +232,9 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        // A fresh connection was accepted for a request that may still be on its way (the
+        // client connected just before a reload): wait for it, as for a request in flight,
+        // bounded by the header read timeout. Only a connection idle between requests closes.
         match self.state {
             // Between requests: the client knows a keep-alive connection may close.
             State::Idle { fresh: false, .. } => Flow::Close,
