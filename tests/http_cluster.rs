@@ -42,11 +42,20 @@ fn start_hello(policy: Option<&str>) -> (Proc, u16, Vec<i32>) {
 
 /// Starts the fixture in HTTP mode (`FIX_MODE=http`) with two workers; returns it and its port
 /// once both workers listen.
-fn start_fixture_http() -> (Proc, u16) {
+fn start_fixture_http(workers: usize) -> (Proc, u16) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut proc = Proc::start(FIXTURE, &[("FIX_MODE", "http"), ("FIX_ADDR", &addr)], &[]);
-    proc.expect_n(2, 5 * SEC, "EV listening");
+    let n = workers.to_string();
+    let mut proc = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_MODE", "http"),
+            ("FIX_ADDR", &addr),
+            ("FIX_WORKERS", &n),
+        ],
+        &[],
+    );
+    proc.expect_n(workers, 5 * SEC, "EV listening");
     (proc, port)
 }
 
@@ -109,7 +118,7 @@ fn keep_alive_reuses_one_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let (_fixture, port) = start_fixture_http();
+    let (_fixture, port) = start_fixture_http(2);
     let mut s = connect_retry(port);
     let batch: String = (0..20)
         .map(|i| format!("GET /p{i} HTTP/1.1\r\nHost: t\r\n\r\n"))
@@ -175,7 +184,8 @@ fn bogus_policy_exits_nonzero_with_one_line() {
 /// keep-alive connections are closed, and the primary exits 0.
 #[test]
 fn sigterm_drains_in_flight_requests_and_closes_idle_ones() {
-    let (mut fixture, port) = start_fixture_http();
+    // One worker: its idle connections closing proves it drained before the body completes.
+    let (mut fixture, port) = start_fixture_http(1);
     let mut idle = Vec::new();
     for _ in 0..8 {
         let mut s = connect_retry(port);
@@ -204,7 +214,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_ones() {
     let reply = read_reply(&mut r).expect("the in-flight request is answered");
     assert_eq!(reply.status, 200);
     assert!(reply.text().starts_with("POST /sleep?ms=300 from "));
-    assert!(reply.closes(), "answered with Connection: close");
+    assert!(reply.closes(), "answered with Connection: close: {reply:?}");
     assert!(closed_by_peer(&mut r));
     assert!(
         started.elapsed() >= Duration::from_millis(300),
@@ -218,7 +228,7 @@ fn sigterm_drains_in_flight_requests_and_closes_idle_ones() {
 /// finishes and the client gets its `200` before the connection closes.
 #[test]
 fn sigterm_lets_a_running_handler_finish() {
-    let (mut fixture, port) = start_fixture_http();
+    let (mut fixture, port) = start_fixture_http(2);
     let mut busy = connect_retry(port);
     get(&mut busy, "/sleep?ms=400");
     std::thread::sleep(Duration::from_millis(100));

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use herd_load::{Config, Errors, Mode, Report, Stop};
 
+pub use crate::util::example;
 use crate::util::{alive, Proc};
 
 /// Concurrent clients, each opening a new connection per request.
@@ -23,37 +24,6 @@ pub const CLIENTS: usize = 32;
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The path of example `name` (hello, hello_next), built with the test's own profile first:
-/// `cargo test --test nothing_lost` alone does not build examples.
-pub fn example(name: &str) -> PathBuf {
-    static BUILT: Once = Once::new();
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    BUILT.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "--example", "hello"])
-            .args(["--example", "hello_next"]);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let status = cmd.status().expect("run cargo to build the examples");
-        assert!(status.success(), "building the examples failed: {status}");
-    });
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
 }
 
 /// A hello cluster started from `exe`, with `PORT=0` (the primary resolves a free port).

@@ -10,27 +10,31 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The path of example `name`, next to this test binary (`cargo test` builds examples; a
-/// single test file run alone builds the example here).
+/// The path of example `name`, built first with the test's own profile (so a test file run
+/// alone, or after a change, never uses a missing or stale example).
 pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe
+    let profile_dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile.join("examples").join(name);
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", name])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "cannot build example {name}"
-        );
+        .and_then(|d| d.parent())
+        .expect("tests run from target/<profile>/deps");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", name]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
     }
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
+    let status = cmd.status().expect("run cargo to build the example");
+    assert!(status.success(), "building example {name} failed: {status}");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
 }
 
 /// The fixture cluster binary.

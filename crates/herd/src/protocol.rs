@@ -60,5 +60,9 @@ pub trait Connection: 'static {
     /// The worker started draining: return [`Flow::Close`] when nothing is in flight (the
     /// connection closes at once); otherwise [`Flow::Continue`], finish the request in flight
     /// and close after it (HTTP: answer with `Connection: close`).
+    ///
+    /// Called twice in a row: once to announce the drain, then again after the input that
+    /// was already waiting has been read; only the second verdict counts. It must be
+    /// idempotent (write nothing, or the same thing only once).
     fn on_drain(&mut self, out: &mut Vec<u8>) -> Flow;
 }

@@ -193,9 +193,12 @@ impl<C: Connection> Socket<C> {
     }
 
     /// The worker is draining. Bytes may be waiting unread (a connection accepted in the same
-    /// turn, or one whose readiness is still queued): read them first, so that a request
-    /// that arrived is seen in flight and answered instead of its connection closed as idle.
+    /// turn, or one whose readiness is still queued): the protocol learns of the drain first,
+    /// so whatever those bytes complete is answered as the last exchange (HTTP: with
+    /// `Connection: close`); then they are read, so a request that arrived is answered
+    /// instead of its connection closed as idle; then the protocol decides.
     pub(super) fn on_drain(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let _ = self.proto.on_drain(&mut cx.bufs.out);
         if self.on_readable(cx) == Status::Closed {
             return Status::Closed;
         }
