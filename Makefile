@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench bench-full measure fuzz clean
+.PHONY: run test lint fmt bench bench-full measure measure-pinned fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -25,6 +25,9 @@ bench:
 # herd's hello cluster against nginx: req/s, p99, syscalls per request, memory.
 measure:
 	bash benches/measure_http.sh
+
+measure-pinned:
+	bash benches/measure_pinned.sh
 
 # The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
 # stable toolchain use the sanitizer flags cargo-fuzz needs).
