@@ -55,6 +55,9 @@ fn main() {
     if var("FIX_POLICY").as_deref() == Some("shared") {
         cluster = cluster.policy(herd::Policy::Shared);
     }
+    if let Some(rr) = var("FIX_POLICY").and_then(|p| herd_rr::RoundRobin::from_name(&p)) {
+        cluster = cluster.dispatch(rr_settings(rr));
+    }
     let action = var("FIX_PRIMARY").unwrap_or_default();
     let want = var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap());
     let mut listening = 0;
@@ -145,6 +148,9 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
         let e = worker.send(&vec![0u8; 1 << 21]).unwrap_err();
         worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
     }
+    if mode == "http" {
+        return serve_http(worker);
+    }
     if let Some(addr) = var("FIX_ADDR") {
         let listener = match worker.listen(addr.as_str()) {
             Ok(l) => l,
@@ -198,4 +204,40 @@ fn serve(listener: TcpListener, id: u32) {
         let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = conn.read(&mut sink);
     }
+}
+
+/// herd-rr's settings from `FIX_RR_MAX_CONNS` and `FIX_RR_MAX_UNACKED`.
+fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
+    if let Some(n) = var("FIX_RR_MAX_CONNS") {
+        rr = rr.max_connections(n.parse::<usize>().unwrap());
+    }
+    if let Some(n) = var("FIX_RR_MAX_UNACKED") {
+        rr = rr.max_unacknowledged(n.parse().unwrap());
+    }
+    rr
+}
+
+/// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` under any policy (hand-off included). Every
+/// response names the worker (`X-Herd-Worker`) and its pid (`X-Herd-Pid`); `/sleep?ms=N`
+/// blocks the worker's loop for N ms first.
+fn serve_http(worker: herd::Worker) -> herd::Result<()> {
+    let addr = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
+    let id = worker.id().to_string();
+    let pid = std::process::id().to_string();
+    worker.serve_http(
+        addr.as_str(),
+        move |req: &herd::Request<'_>, res: &mut herd::Response| {
+            if req.path() == "/sleep" {
+                let ms = req
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(100);
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            res.header("X-Herd-Worker", &id)
+                .header("X-Herd-Pid", &pid)
+                .body("ok\n");
+        },
+    )
 }
