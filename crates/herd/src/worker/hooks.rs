@@ -77,6 +77,12 @@ impl Hooks for WorkerHooks {
 
     fn took(&mut self, n: usize) {
         let _ = self.sender.frame(&ToPrimary::Took(n as u32));
+        // The dispatcher now counts these as open until a report says otherwise: the next
+        // report must not be skipped for repeating the last one (e.g. 0 again after they
+        // closed), only throttled.
+        if let Some((_, last)) = self.last_load.as_mut() {
+            *last = usize::MAX;
+        }
     }
 
     fn load(&mut self, open: usize) {
