@@ -55,6 +55,9 @@ fn main() {
     if var("FIX_POLICY").as_deref() == Some("shared") {
         cluster = cluster.policy(herd::Policy::Shared);
     }
+    if let Some(n) = var("FIX_BACKLOG") {
+        cluster = cluster.backlog(n.parse().unwrap());
+    }
     if let Some(rr) = var("FIX_POLICY").and_then(|p| herd_rr::RoundRobin::from_name(&p)) {
         cluster = cluster.dispatch(rr_settings(rr));
     }
