@@ -87,8 +87,6 @@ impl Default for RoundRobin {
 impl RoundRobin {
     /// The default for [`RoundRobin::max_unacknowledged`].
     pub const DEFAULT_MAX_UNACKNOWLEDGED: usize = 64;
-    /// The default for [`RoundRobin::max_connections`] (the worker loop's own default cap).
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
     /// Round-robin dispatch (Node's SCHED_RR): each connection to the next worker in turn.
     pub fn new() -> RoundRobin {
@@ -111,10 +109,7 @@ impl RoundRobin {
     pub fn with_strategy(strategy: Strategy) -> RoundRobin {
         RoundRobin {
             strategy,
-            peers: Peers::new(
-                Self::DEFAULT_MAX_UNACKNOWLEDGED,
-                Some(Self::DEFAULT_MAX_CONNECTIONS),
-            ),
+            peers: Peers::new(Self::DEFAULT_MAX_UNACKNOWLEDGED, None),
             listeners: Vec::new(),
             orphans: VecDeque::new(),
             cursor: 0,
@@ -152,9 +147,12 @@ impl RoundRobin {
 
     /// The most connections one worker holds (open, as it last reported, plus acknowledged
     /// since and in flight); a worker at the cap gets nothing more until some close. `None`
-    /// removes the cap. Workers report their counts at most every 20 ms, so a worker whose last
-    /// report is older than 50 ms while it sits at the cap may get one connection beyond it (its
-    /// count then changes and it reports afresh). Default: 10,000.
+    /// removes the cap. With a cap, workers report their open counts (at most every 20 ms, at
+    /// once when they drop to 0); a worker whose last report is older than 50 ms while it sits
+    /// at the cap may get one connection beyond it (its count then changes and it reports
+    /// afresh), so a report the worker throttled cannot hold it back forever. Default: none
+    /// (only [`RoundRobin::max_unacknowledged`] limits a worker, and round-robin and sticky
+    /// dispatch need no load reports).
     ///
     /// # Panics
     /// When the cap is 0.
