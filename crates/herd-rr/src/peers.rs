@@ -144,3 +144,55 @@ impl Peers {
                 .any(|p| !p.closed && p.in_flight() == 0 && p.load() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn conn(l: &TcpListener) -> Conn {
+        Conn {
+            stream: TcpStream::connect(l.local_addr().unwrap()).unwrap(),
+            ip: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn in_flight_limit_and_cap() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peers = Peers::new(2, Some(3));
+        peers.add(1, 0, Instant::now());
+        assert!(peers.has_room(0));
+        peers.get_mut(0).unacked.push_back(conn(&l));
+        peers.get_mut(0).unacked.push_back(conn(&l));
+        assert!(!peers.has_room(0), "two in flight of two");
+        // Acknowledged: out of flight, counted as open until a report.
+        peers.get_mut(0).unacked.clear();
+        peers.get_mut(0).acked_since_report = 2;
+        assert!(peers.has_room(0), "2 of 3");
+        peers.get_mut(0).acked_since_report = 3;
+        assert!(!peers.has_room(0), "at the cap, fresh report");
+        // The report goes stale: one probe allowed, never beyond cap + 1.
+        peers.get_mut(0).reported_at = Instant::now() - STALE_LOAD;
+        assert!(peers.has_room(0));
+        peers.get_mut(0).acked_since_report = 4;
+        assert!(!peers.has_room(0), "already one over");
+        // A report of fewer open connections frees it.
+        let p = peers.get_mut(0);
+        p.open = 1;
+        p.acked_since_report = 0;
+        p.reported_at = Instant::now();
+        assert!(peers.has_room(0));
+        peers.get_mut(0).closed = true;
+        assert!(!peers.any_room(), "a leaving worker takes nothing");
+    }
+
+    #[test]
+    fn no_cap_needs_no_reports() {
+        let mut peers = Peers::new(64, None);
+        peers.add(7, 0, Instant::now());
+        peers.get_mut(0).acked_since_report = 1_000_000;
+        assert!(peers.has_room(0));
+        assert!(!peers.waiting_on_reports());
+    }
+}
