@@ -4,9 +4,10 @@
 //! header naming the worker, so load generators can see how connections were spread.
 //!
 //! Environment: `PORT` (default 8000), `WORKERS` (default: the CPUs available), `POLICY`
-//! (`reuseport`, the default; `shared`; `pinned`, `pinned-incoming-cpu`, `pinned-cbpf`).
-//! The `X-Herd-Cpu` header says which CPU served the request, so the effect of pinning shows.
-//! SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a worker, SIGTERM/Ctrl-C stop gracefully.
+//! (`reuseport`, the default; `shared`; `pinned`, `pinned-incoming-cpu`, `pinned-cbpf`; or
+//! herd-rr's `rr`, `rr-least`, `rr-sticky`). The `X-Herd-Cpu` header says which CPU served the
+//! request, so the effect of pinning shows. SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a
+//! worker, SIGTERM/Ctrl-C stop gracefully.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ const POLICIES: &[&str] = &[
     "pinned",
     "pinned-incoming-cpu",
     "pinned-cbpf",
+    "rr",
+    "rr-least",
+    "rr-sticky",
 ];
 
 fn main() -> ExitCode {
@@ -43,15 +47,17 @@ fn run() -> Result<(), String> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let policy = Policy::from_name(&policy_name).ok_or_else(|| {
-        format!(
-            "POLICY={policy_name} is not a policy: use one of {}",
-            POLICIES.join(", ")
-        )
-    })?;
-    Cluster::new()
-        .workers(workers)
-        .policy(policy)
+    let cluster = Cluster::new().workers(workers);
+    let cluster = match herd_rr::RoundRobin::from_name(&policy_name) {
+        Some(rr) => cluster.dispatch(rr),
+        None => cluster.policy(Policy::from_name(&policy_name).ok_or_else(|| {
+            format!(
+                "POLICY={policy_name} is not a policy: use one of {}",
+                POLICIES.join(", ")
+            )
+        })?),
+    };
+    cluster
         .run(move |worker| {
             let id = worker.id().to_string();
             let body = format!("Hello from worker {id} (pid {})\n", std::process::id());

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use herd::{Cluster, Event, Exit, Request, Response, WorkerEvent};
+use herd::{Cluster, Event, Exit, WorkerEvent};
 
 fn var(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
@@ -57,6 +57,12 @@ fn main() {
     }
     if let Some(cpus) = var("FIX_CPUS") {
         cluster = cluster.cpus(cpus.split(',').map(|c| c.parse::<usize>().unwrap()));
+    }
+    if let Some(n) = var("FIX_BACKLOG") {
+        cluster = cluster.backlog(n.parse().unwrap());
+    }
+    if let Some(rr) = var("FIX_POLICY").and_then(|p| herd_rr::RoundRobin::from_name(&p)) {
+        cluster = cluster.dispatch(rr_settings(rr));
     }
     let action = var("FIX_PRIMARY").unwrap_or_default();
     let want = var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap());
@@ -164,25 +170,7 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
         worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
     }
     if mode == "http" {
-        // HTTP on the worker's event loop: `/sleep?ms=N` answers after N ms (blocking the
-        // loop, as a slow handler does), anything else answers at once.
-        let addr = var("FIX_ADDR").unwrap_or_else(|| "127.0.0.1:0".into());
-        return worker.serve_http(
-            addr.as_str(),
-            move |req: &Request<'_>, res: &mut Response| {
-                if req.path() == "/sleep" {
-                    let ms = req
-                        .query()
-                        .and_then(|q| q.strip_prefix("ms="))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    std::thread::sleep(Duration::from_millis(ms));
-                }
-                res.header("Content-Type", "text/plain")
-                    .header("X-Herd-Worker", id.to_string())
-                    .body(format!("{} {} from {id}\n", req.method(), req.target()));
-            },
-        );
+        return serve_http(worker);
     }
     if let Some(addr) = var("FIX_ADDR") {
         let listener = match worker.listen(addr.as_str()) {
@@ -245,4 +233,41 @@ fn serve(listener: TcpListener, id: u32) {
         let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = conn.read(&mut sink);
     }
+}
+
+/// herd-rr's settings from `FIX_RR_MAX_CONNS` and `FIX_RR_MAX_UNACKED`.
+fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
+    if let Some(n) = var("FIX_RR_MAX_CONNS") {
+        rr = rr.max_connections(n.parse::<usize>().unwrap());
+    }
+    if let Some(n) = var("FIX_RR_MAX_UNACKED") {
+        rr = rr.max_unacknowledged(n.parse().unwrap());
+    }
+    rr
+}
+
+/// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` under any policy (hand-off included). Every
+/// response names the worker (`X-Herd-Worker`) and its pid (`X-Herd-Pid`); `/sleep?ms=N`
+/// blocks the worker's loop for N ms first.
+fn serve_http(worker: herd::Worker) -> herd::Result<()> {
+    let addr = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
+    let id = worker.id().to_string();
+    let pid = std::process::id().to_string();
+    worker.serve_http(
+        addr.as_str(),
+        move |req: &herd::Request<'_>, res: &mut herd::Response| {
+            if req.path() == "/sleep" {
+                let ms = req
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            res.header("Content-Type", "text/plain")
+                .header("X-Herd-Worker", &id)
+                .header("X-Herd-Pid", &pid)
+                .body(format!("{} {} from {id}\n", req.method(), req.target()));
+        },
+    )
 }

@@ -66,6 +66,8 @@ struct Pending {
 pub(crate) struct Channel {
     stream: UnixStream,
     input: Vec<u8>,
+    /// Where recvmsg writes, zeroed once (not per read), then appended to `input`.
+    scratch: Box<[u8]>,
     fds: VecDeque<OwnedFd>,
     /// Bytes of an oversized frame still to discard.
     skip: usize,
@@ -80,6 +82,7 @@ impl Channel {
         Ok(Channel {
             stream,
             input: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             fds: VecDeque::new(),
             skip: 0,
             max_frame: max_message.saturating_add(FRAME_SLACK),
@@ -107,11 +110,9 @@ impl Channel {
     }
 
     fn read_once(&mut self) -> io::Result<usize> {
-        let start = self.input.len();
-        self.input.resize(start + READ_CHUNK, 0);
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
         let result = {
-            let mut iov = [IoSliceMut::new(&mut self.input[start..])];
+            let mut iov = [IoSliceMut::new(&mut self.scratch)];
             recvmsg::<()>(
                 self.stream.as_raw_fd(),
                 &mut iov,
@@ -132,7 +133,7 @@ impl Channel {
         };
         match result {
             Ok((n, fds, truncated)) => {
-                self.input.truncate(start + n);
+                self.input.extend_from_slice(&self.scratch[..n]);
                 for fd in fds {
                     // SAFETY: the kernel just installed this descriptor for us (SCM_RIGHTS);
                     // nothing else owns it.
@@ -143,10 +144,7 @@ impl Channel {
                 }
                 Ok(n)
             }
-            Err(e) => {
-                self.input.truncate(start);
-                Err(io::Error::from(e))
-            }
+            Err(e) => Err(io::Error::from(e)),
         }
     }
 

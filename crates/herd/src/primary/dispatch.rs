@@ -74,6 +74,8 @@ pub trait Dispatch: 'static {
 /// Sends a frame of connections to a worker; implemented by the primary.
 pub(crate) trait HandOff {
     fn hand(&mut self, worker: u32, fds: &[BorrowedFd<'_>]) -> io::Result<()>;
+    /// The slot of worker `worker`, while the primary knows it.
+    fn slot(&self, worker: u32) -> Option<usize>;
 }
 
 /// What a dispatcher may do on the primary's loop.
@@ -124,6 +126,14 @@ impl DispatchCtx<'_> {
     /// As mio's `Registry::deregister`.
     pub fn deregister<S: mio::event::Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
         self.registry.deregister(source)
+    }
+
+    /// The slot of worker `worker` (0-based, stable across replacements: a replacement
+    /// inherits its predecessor's slot), or `None` once the primary has forgotten it. Lets a
+    /// dispatcher key its choices on slots rather than worker ids (e.g. sticky hashing that
+    /// sends a slot's clients back to its replacement).
+    pub fn slot(&self, worker: u32) -> Option<usize> {
+        self.hand.slot(worker)
     }
 
     /// Hands `conns` to worker `worker` in as few IPC frames as possible (one per 253

@@ -981,4 +981,7 @@ impl HandOff for Hands<'_> {
             fds,
         )
     }
+    fn slot(&self, worker: u32) -> Option<usize> {
+        self.live.get(&worker).map(|l| l.handle.slot())
+    }
 }

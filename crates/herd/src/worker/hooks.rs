@@ -55,9 +55,14 @@ impl Hooks for WorkerHooks {
             match r {
                 Received::Message(ToWorker::Message(m), _) => self.message(&m),
                 Received::Message(ToWorker::Disconnect, _) => inbound.push(Inbound::Disconnect),
-                Received::Message(ToWorker::Connections(_), fds) => inbound.push(
-                    Inbound::Connections(fds.into_iter().map(TcpStream::from).collect()),
-                ),
+                Received::Message(ToWorker::Connections(_), fds) => {
+                    let streams = fds.into_iter().map(TcpStream::from);
+                    // Frames read together are registered and acknowledged together.
+                    match inbound.last_mut() {
+                        Some(Inbound::Connections(v)) => v.extend(streams),
+                        _ => inbound.push(Inbound::Connections(streams.collect())),
+                    }
+                }
                 other => tracing::debug!("ignored IPC message: {other:?}"),
             }
         }
@@ -77,6 +82,12 @@ impl Hooks for WorkerHooks {
 
     fn took(&mut self, n: usize) {
         let _ = self.sender.frame(&ToPrimary::Took(n as u32));
+        // The dispatcher now counts these as open until a report says otherwise: the next
+        // report must not be skipped for repeating the last one (e.g. 0 again after they
+        // closed), only throttled.
+        if let Some((_, last)) = self.last_load.as_mut() {
+            *last = usize::MAX;
+        }
     }
 
     fn load(&mut self, open: usize) {
