@@ -11,19 +11,10 @@
 
 use std::process::ExitCode;
 
-use herd::{Cluster, Policy, Request, Response};
+use herd::{Cluster, Request, Response};
 
-/// Every name `POLICY` takes.
-const POLICIES: &[&str] = &[
-    "reuseport",
-    "shared",
-    "pinned",
-    "pinned-incoming-cpu",
-    "pinned-cbpf",
-    "rr",
-    "rr-least",
-    "rr-sticky",
-];
+#[path = "support/policy.rs"]
+mod policy;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -47,16 +38,7 @@ fn run() -> Result<(), String> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let cluster = Cluster::new().workers(workers);
-    let cluster = match herd_rr::RoundRobin::from_name(&policy_name) {
-        Some(rr) => cluster.dispatch(rr),
-        None => cluster.policy(Policy::from_name(&policy_name).ok_or_else(|| {
-            format!(
-                "POLICY={policy_name} is not a policy: use one of {}",
-                POLICIES.join(", ")
-            )
-        })?),
-    };
+    let cluster = policy::apply(Cluster::new().workers(workers), &policy_name)?;
     cluster
         .run(move |worker| {
             let id = worker.id().to_string();

@@ -21,12 +21,21 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::{Cluster, Event, Policy, Request, Response};
+use herd::{Cluster, Event, Request, Response};
+
+#[path = "support/policy.rs"]
+mod policy;
 
 fn main() -> ExitCode {
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let policy = policy_or_exit(&policy_name);
-    match run(policy) {
+    let cluster = match policy::apply(Cluster::new(), &policy_name) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("workload: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cluster) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("workload: {e}");
@@ -35,30 +44,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// The policy called `name`, or a one-line error and exit status 2: the one place that maps
-/// names to policies (new policies are added here as they land).
-fn policy_or_exit(name: &str) -> Policy {
-    match Policy::from_name(name) {
-        Some(policy) => policy,
-        None => {
-            eprintln!(
-                "workload: POLICY={name} is not a policy this build knows (reuseport, shared)"
-            );
-            std::process::exit(2);
-        }
-    }
-}
-
-fn run(policy: Policy) -> Result<(), String> {
+fn run(cluster: Cluster) -> Result<(), String> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".into());
     let port: u16 = env_or("PORT", 8000)?;
     let workers: usize = env_or(
         "WORKERS",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
-    Cluster::new()
+    cluster
         .workers(workers)
-        .policy(policy)
         .on_event(|event, _| {
             if let Event::Listening(w, addr) = event {
                 println!("listening id={} pid={} addr={addr}", w.id(), w.pid());

@@ -94,8 +94,8 @@ impl Target {
     }
 }
 
-/// The herd policies compared by default: those in herd today and those landing next (a
-/// policy the workload server does not know yet shows as n/a).
+/// The herd policies compared by default (a name the workload server does not know shows as
+/// n/a, so a build without one of them still runs).
 pub const POLICIES: [&str; 6] = [
     "reuseport",
     "shared",

@@ -101,6 +101,8 @@ pub(crate) struct Primary {
     reload: Option<Reload>,
     stop: Option<Stop>,
     fatal: Option<Error>,
+    /// SIGCHLD arrived since the last reap: some worker may have exited.
+    child_exited: bool,
 }
 
 impl Primary {
@@ -129,6 +131,7 @@ impl Primary {
             reload: None,
             stop: None,
             fatal: None,
+            child_exited: false,
         })
     }
 
@@ -531,7 +534,7 @@ impl Primary {
                 SIGHUP => self.begin_reload(),
                 SIGTTIN => self.scale(self.active_slots() + 1),
                 SIGTTOU => self.scale(self.active_slots().saturating_sub(1)),
-                _ => {} // SIGCHLD: reaped after every wake-up
+                _ => self.child_exited = true, // SIGCHLD: reaped after this wake-up
             }
         }
     }
@@ -595,8 +598,11 @@ impl Primary {
         n
     }
 
-    /// Reaps every worker that exited.
+    /// Reaps every worker that exited, when SIGCHLD said one did (one wait4 per worker).
     fn reap(&mut self) {
+        if !std::mem::take(&mut self.child_exited) {
+            return;
+        }
         let exited: Vec<(u32, std::process::ExitStatus)> = self
             .live
             .iter_mut()
