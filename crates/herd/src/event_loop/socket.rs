@@ -52,6 +52,9 @@ pub(super) struct Socket<C> {
     paused: bool,
     /// The peer closed its write half and the protocol chose to stay open.
     eof: bool,
+    /// The last read emptied the socket (a short read or WouldBlock) and every byte read was
+    /// consumed: closing now leaves nothing unread, so no reset, no lingering read needed.
+    drained: bool,
     /// The fd came from elsewhere (a hand-off): another copy may exist, so deregister
     /// explicitly before closing.
     handed_over: bool,
@@ -75,6 +78,7 @@ impl<C: Connection> Socket<C> {
             closing: false,
             paused: false,
             eof: false,
+            drained: false,
             handed_over,
         }
     }
@@ -101,11 +105,15 @@ impl<C: Connection> Socket<C> {
                     return self.after(flow, cx);
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::Open,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = self.input.is_empty();
+                    return Status::Open;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail("read", &e),
             };
             let flow = self.feed(n, cx);
+            self.drained = n < cx.bufs.read.len() && self.input.is_empty();
             if self.after(flow, cx) == Status::Closed {
                 return Status::Closed;
             }
@@ -266,6 +274,12 @@ impl<C: Connection> Socket<C> {
     /// Close cleanly: the output is out; send FIN, then take what the peer already sent so that
     /// closing with unread data does not turn into a reset that could destroy the answer.
     fn finish(&mut self, cx: &mut Ctx<'_>) -> Status {
+        // Nothing unread: close() alone sends the FIN (the common `Connection: close` case).
+        if self.eof || self.drained {
+            return Status::Closed;
+        }
+        // Unread input would make close() send a reset that can destroy the answer in
+        // flight: send the FIN first, then read what is there before closing.
         let _ = self.stream.shutdown(Shutdown::Write);
         if !self.eof {
             while let Ok(n) = (&self.stream).read(&mut cx.bufs.read) {
