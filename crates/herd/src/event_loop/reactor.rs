@@ -155,6 +155,9 @@ impl<P: Protocol> Reactor<P> {
                         self.add(TcpStream::from_std(stream), peer, true, now);
                     }
                     hooks.took(n);
+                    // They may have been served and closed already (read before being
+                    // registered): report the count even if it did not change.
+                    self.reported = usize::MAX;
                 }
                 Inbound::Closed => return Ok(Next::Exit),
             }
@@ -178,28 +181,31 @@ impl<P: Protocol> Reactor<P> {
 
     fn add(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         peer: Option<std::net::SocketAddr>,
         handed_over: bool,
         now: Instant,
     ) {
         let token = Token(self.sockets.vacant_key());
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
-            tracing::warn!("register: {e}");
-            return;
-        }
         let proto = self.protocol.connect(peer, now);
         let socket = Socket::new(stream, token, proto, handed_over, now);
         let key = self.sockets.insert(socket);
+        // Read before registering: the request is usually there already, and a connection
+        // answered and closed in this read never costs an epoll_ctl or a wake-up.
         if self.drain_deadline.is_some() {
             // A hand-off raced with the drain: treat it like the connections already open.
             self.with(key, now, |s, cx| s.on_drain(cx));
         } else {
-            self.schedule_for(key);
+            self.with(key, now, |s, cx| s.on_readable(cx));
+        }
+        let registry = self.poll.registry();
+        if let Some(socket) = self.sockets.get_mut(key) {
+            if let Err(e) = socket.register(registry) {
+                tracing::warn!("register: {e}");
+                if let Some(socket) = self.sockets.remove(key) {
+                    socket.close(registry);
+                }
+            }
         }
     }
 

@@ -55,6 +55,9 @@ pub(super) struct Socket<C> {
     /// The last read emptied the socket (a short read or WouldBlock) and every byte read was
     /// consumed: closing now leaves nothing unread, so no reset, no lingering read needed.
     drained: bool,
+    /// Registered with the poll: a new connection is read once before it is (its request is
+    /// usually there already), and one served and closed in that read never is.
+    registered: bool,
     /// The fd came from elsewhere (a hand-off): another copy may exist, so deregister
     /// explicitly before closing.
     handed_over: bool,
@@ -79,6 +82,7 @@ impl<C: Connection> Socket<C> {
             paused: false,
             eof: false,
             drained: false,
+            registered: false,
             handed_over,
         }
     }
@@ -261,14 +265,27 @@ impl<C: Connection> Socket<C> {
         }
         if !self.output.is_empty() {
             let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = cx
-                .registry
-                .reregister(&mut self.stream, self.token, interest)
-            {
-                return self.fail("reregister", &e);
+            let result = if self.registered {
+                cx.registry
+                    .reregister(&mut self.stream, self.token, interest)
+            } else {
+                cx.registry.register(&mut self.stream, self.token, interest)
+            };
+            if let Err(e) = result {
+                return self.fail("register", &e);
             }
+            self.registered = true;
         }
         Status::Open
+    }
+
+    /// Registers for readability unless already registered (see `registered`).
+    pub(super) fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        if !self.registered {
+            registry.register(&mut self.stream, self.token, Interest::READABLE)?;
+            self.registered = true;
+        }
+        Ok(())
     }
 
     /// Close cleanly: the output is out; send FIN, then take what the peer already sent so that
@@ -302,7 +319,7 @@ impl<C: Connection> Socket<C> {
 
     /// Release the socket: deregister when another copy of the fd may exist, then close.
     pub(super) fn close(mut self, registry: &Registry) {
-        if self.handed_over {
+        if self.handed_over && self.registered {
             let _ = registry.deregister(&mut self.stream);
         }
     }
