@@ -240,3 +240,59 @@ fn the_shutdown_timeout_kills_a_stuck_worker() {
         c.stderr()
     );
 }
+
+#[test]
+fn silent_hides_worker_output_and_keeps_the_primarys() {
+    let mut loud = Proc::start(FIXTURE, &[("FIX_WORKERS", "1"), ("FIX_MODE", "talk")], &[]);
+    loud.expect_all(5 * SEC, &["EV message id=1 data=talked", "WORKER-STDOUT 1"]);
+    let err = loud.stderr_contains(5 * SEC, &["WORKER-STDERR 1"]);
+    assert!(err.contains("WORKER-STDERR 1"), "{err}");
+
+    let mut quiet = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_MODE", "talk"),
+            ("FIX_SILENT", "1"),
+        ],
+        &[],
+    );
+    quiet.expect(5 * SEC, |l| {
+        l.starts_with("EV message") && l.contains("talked")
+    });
+    quiet.drain_for(Duration::from_millis(300));
+    assert!(
+        !quiet.seen.iter().any(|l| l.contains("WORKER-STDOUT")),
+        "{:?}",
+        quiet.seen
+    );
+    assert!(
+        !quiet.stderr().contains("WORKER-STDERR"),
+        "{}",
+        quiet.stderr()
+    );
+}
+
+#[test]
+fn uid_and_gid_run_workers_as_another_user() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can start workers as another user");
+        return;
+    }
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_MODE", "talk"),
+            ("FIX_UID", "65534"),
+        ],
+        &[],
+    );
+    let m = c.expect(5 * SEC, |l| {
+        l.starts_with("EV message") && l.contains("talked")
+    });
+    // /proc/self/status: "Uid: real effective saved fs".
+    let uids: Vec<&str> = m.split("Uid:").nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(uids, ["65534"; 4], "{m}");
+}

@@ -45,6 +45,13 @@ fn main() {
     if let Some(dir) = var("FIX_CWD") {
         cluster = cluster.cwd(dir);
     }
+    if let Some(id) = var("FIX_UID") {
+        let id: u32 = id.parse().unwrap();
+        cluster = cluster.uid(id).gid(id);
+    }
+    if var("FIX_SILENT").is_some() {
+        cluster = cluster.silent(true);
+    }
     if let Some(kv) = var("FIX_ENV") {
         let (k, v) = kv.split_once('=').unwrap();
         cluster = cluster.env(k, v);
@@ -191,6 +198,21 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
     }
     if mode == "hello" {
         worker.send(format!("hello from {id}").as_bytes())?;
+    }
+    if mode == "talk" {
+        // Worker output on both streams (hidden by Cluster::silent), then a message saying
+        // which user the worker runs as.
+        println!("WORKER-STDOUT {id}");
+        // One write, so that the primary's log lines cannot land inside it.
+        let line = format!("WORKER-STDERR {id}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("")
+            .to_string();
+        worker.send(format!("talked {uid}").as_bytes())?;
     }
     loop {
         match worker.next_event(Duration::from_secs(3600)) {
