@@ -31,8 +31,8 @@ pub trait Hooks {
     /// The loop has registered its listeners and is about to serve (called once).
     fn serving(&mut self, addrs: &[SocketAddr]);
 
-    /// `n` connections from [`Inbound::Connections`] were registered (the acknowledgement a
-    /// hand-off policy waits for).
+    /// The loop took the `n` connections of an [`Inbound::Connections`] (the acknowledgement
+    /// a hand-off policy waits for): this process holds them, and serves them next.
     fn took(&mut self, _n: usize) {}
 
     /// The number of open connections changed; called at most once per loop iteration.

@@ -148,13 +148,14 @@ impl<P: Protocol> Reactor<P> {
             match news {
                 Inbound::Disconnect => self.drain(now),
                 Inbound::Connections(streams) => {
-                    let n = streams.len();
+                    // This process holds them now: the primary may close its copies before
+                    // they are served (which may happen right away, below).
+                    hooks.took(streams.len());
                     for stream in streams {
                         stream.set_nonblocking(true)?;
                         let peer = stream.peer_addr().ok();
                         self.add(TcpStream::from_std(stream), peer, true, now);
                     }
-                    hooks.took(n);
                     // They may have been served and closed already (read before being
                     // registered): report the count even if it did not change.
                     self.reported = usize::MAX;
