@@ -19,6 +19,12 @@ use std::time::Duration;
 use harness::{output, Plan, Target, Timing, Workload};
 
 fn main() -> ExitCode {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and a test run must not turn into a 10-minute benchmark (tests/bench_smoke.rs covers it).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("policies: a benchmark; run it with `make bench` (cargo bench --bench policies)");
+        return ExitCode::SUCCESS;
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
