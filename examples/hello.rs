@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use herd::{Cluster, Request, Response};
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/policy.rs"]
 mod policy;
 
@@ -32,8 +34,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let port: u16 = env_or("PORT", 8000)?;
-    let workers: usize = env_or(
+    let port: u16 = env::env_or("PORT", 8000)?;
+    let workers: usize = env::env_or(
         "WORKERS",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
@@ -56,14 +58,4 @@ fn run() -> Result<(), String> {
             )
         })
         .map_err(|e| e.to_string())
-}
-
-/// `name` parsed from the environment, or `default` when unset.
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v} is not valid: give a number")),
-        Err(_) => Ok(default),
-    }
 }

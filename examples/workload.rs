@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use herd::{Cluster, Event, Request, Response};
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/policy.rs"]
 mod policy;
 
@@ -46,8 +48,8 @@ fn main() -> ExitCode {
 
 fn run(cluster: Cluster) -> Result<(), String> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".into());
-    let port: u16 = env_or("PORT", 8000)?;
-    let workers: usize = env_or(
+    let port: u16 = env::env_or("PORT", 8000)?;
+    let workers: usize = env::env_or(
         "WORKERS",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
@@ -113,14 +115,4 @@ fn query_number(req: &Request<'_>, key: &str) -> u64 {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// `name` parsed from the environment, or `default` when unset.
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v} is not valid: give a number")),
-        Err(_) => Ok(default),
-    }
 }
