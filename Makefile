@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-lifecycle fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -28,6 +28,9 @@ measure:
 
 measure-pinned:
 	bash benches/measure_pinned.sh
+
+measure-lifecycle:
+	python3 benches/measure_lifecycle.py
 
 # The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
 # stable toolchain use the sanitizer flags cargo-fuzz needs).
