@@ -1,4 +1,4 @@
-//! herd-rr: Node's SCHED_RR for [herd](herd), done right. The primary accepts every connection
+//! herd-rr: Node's SCHED_RR for [herd], done right. The primary accepts every connection
 //! and hands it to a worker over the worker's IPC socket (SCM_RIGHTS); the worker's event loop
 //! serves it like one it accepted. Pick it like any policy, with [`herd::Cluster::dispatch`]:
 //!
