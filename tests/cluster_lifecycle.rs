@@ -296,3 +296,37 @@ fn uid_and_gid_run_workers_as_another_user() {
     let uids: Vec<&str> = m.split("Uid:").nth(1).unwrap().split_whitespace().collect();
     assert_eq!(uids, ["65534"; 4], "{m}");
 }
+
+#[test]
+fn a_stop_while_workers_are_still_starting_is_clean_and_quick() {
+    // A disconnect can reach a worker while it still waits for its listener; it must be
+    // acted on once the worker serves, not left buffered until the shutdown timeout kills it.
+    for delay_ms in [0, 1, 2, 3, 5, 8] {
+        let mut c = Proc::start(
+            FIXTURE,
+            &[
+                ("FIX_WORKERS", "2"),
+                ("FIX_MODE", "http"),
+                ("FIX_ADDR", "127.0.0.1:0"),
+                ("FIX_SHUTDOWN_MS", "5000"),
+            ],
+            &[],
+        );
+        // From the moment both workers exist (the primary handles signals by then).
+        c.expect(5 * SEC, |l| l.starts_with("EV fork id=2"));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let start = Instant::now();
+        c.signal(libc::SIGTERM);
+        let status = c.wait(10 * SEC).expect("the primary exits");
+        assert!(
+            status.success(),
+            "after {delay_ms} ms: {status:?} {}",
+            c.stderr()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "after {delay_ms} ms the stop took {:?} (a worker waited for SIGKILL)",
+            start.elapsed()
+        );
+    }
+}

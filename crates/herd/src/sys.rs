@@ -32,9 +32,8 @@ pub(crate) fn child_setup(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
     // The parent may have died between fork and prctl: then we were re-parented already.
     // getppid() cannot fail.
     if syscall!(getppid())? != parent {
-        return Err(io::Error::other(
-            "the primary died while starting this worker",
-        ));
+        // No allocation between fork and exec: an errno, not a message.
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
 }

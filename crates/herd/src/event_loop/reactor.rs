@@ -74,6 +74,22 @@ impl<P: Protocol> Reactor<P> {
         hooks.serving(&self.acceptor.local_addrs());
         let mut events = Events::with_capacity(self.config.events.max(1));
         let mut inbound = Vec::new();
+        // What arrived before the loop (e.g. a disconnect while the worker was still asking
+        // for its listener) may already sit in the hooks' buffers with no edge left to
+        // report it: look once before the first poll.
+        if hooks.fd().is_some() {
+            match hooks.read(&mut inbound) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+            if let Next::Exit = self.inbound(&mut inbound, hooks, Instant::now())? {
+                return Ok(());
+            }
+            if self.drain_deadline.is_some() && self.sockets.len() == 0 {
+                return Ok(());
+            }
+            self.report_load(hooks);
+        }
         loop {
             let timeout = self
                 .wake_at()
@@ -114,15 +130,20 @@ impl<P: Protocol> Reactor<P> {
                     self.accept(i, now);
                 }
             }
-            if self.sockets.len() != self.reported {
-                self.reported = self.sockets.len();
-                hooks.load(self.reported);
-            }
+            self.report_load(hooks);
             if let Some(deadline) = self.drain_deadline {
                 if self.sockets.len() == 0 || now >= deadline {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Tells the hooks the open-connection count when it changed (or must be re-sent).
+    fn report_load(&mut self, hooks: &mut dyn Hooks) {
+        if self.sockets.len() != self.reported {
+            self.reported = self.sockets.len();
+            hooks.load(self.reported);
         }
     }
 

@@ -257,11 +257,14 @@ impl Channel {
                 ));
             }
             wait_fd(self.stream.as_fd(), PollFlags::POLLIN, left)?;
-            if !self.fill()? && self.next::<M>().is_none() {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the primary closed the IPC channel",
-                ));
+            if !self.fill()? {
+                // A last frame may have come with the close: it is still an answer.
+                return self.next().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the primary closed the IPC channel",
+                    )
+                });
             }
         }
     }

@@ -23,6 +23,9 @@ use hooks::WorkerHooks;
 /// A callback for messages from the primary.
 pub(crate) type OnMessage = Box<dyn FnMut(&[u8]) + Send>;
 
+/// Set once the IPC fd has been taken by [`Worker::connect`].
+static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long `listen` waits for the primary's answer.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -149,6 +152,13 @@ impl Worker {
                 "this process was not started by a herd primary",
             )
         })?;
+        // The fd is owned by one Worker for the life of the process.
+        if TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "Worker::connect was already called in this process: keep the Worker it returned",
+            ));
+        }
         if !crate::sys::fd_is_open(env.fd) {
             return Err(Error::new(
                 ErrorKind::Config,
