@@ -71,6 +71,19 @@ struct Live {
     listened: bool,
     listen_error: Option<String>,
     kill_at: Option<Instant>,
+    /// SIGKILL was sent (a zombie not reaped yet still accepts another one: count it once).
+    killed: bool,
+}
+
+impl Live {
+    /// SIGKILLs the worker; true the first time only.
+    fn sigkill(&mut self) -> bool {
+        self.handle.mark_asked_to_leave();
+        self.kill_at = None;
+        let first = !self.killed;
+        self.killed = true;
+        self.child.kill().is_ok() && first
+    }
 }
 
 /// A rolling reload in progress.
@@ -103,6 +116,8 @@ pub(crate) struct Primary {
     fatal: Option<Error>,
     /// SIGCHLD arrived since the last reap: some worker may have exited.
     child_exited: bool,
+    /// The initial workers were started: a failed start is no longer fatal.
+    started: bool,
 }
 
 impl Primary {
@@ -132,6 +147,7 @@ impl Primary {
             stop: None,
             fatal: None,
             child_exited: false,
+            started: false,
         })
     }
 
@@ -147,6 +163,7 @@ impl Primary {
             self.slots.insert(slot, Slot::default());
             self.start(slot, false);
         }
+        self.started = true;
         if self.cfg.workers == 0 {
             tracing::info!("no workers configured: nothing to supervise");
             return Ok(());
@@ -240,28 +257,30 @@ impl Primary {
         self.next_id += 1;
         let started = UnixStream::pair().and_then(|(ours, theirs)| {
             let cpu = self.cfg.listeners.cpu_for(slot);
-            let child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs)?;
+            let mut child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs)?;
             drop(theirs);
-            let channel = Channel::new(ours, self.cfg.spawn.max_message)?;
-            self.poll.registry().register(
-                &mut SourceFd(&channel.raw_fd()),
-                Token(id as usize + TOKEN_BASE),
-                Interest::READABLE,
-            )?;
-            Ok((child, channel))
+            let registered = Channel::new(ours, self.cfg.spawn.max_message).and_then(|channel| {
+                self.poll.registry().register(
+                    &mut SourceFd(&channel.raw_fd()),
+                    Token(id as usize + TOKEN_BASE),
+                    Interest::READABLE,
+                )?;
+                Ok(channel)
+            });
+            match registered {
+                Ok(channel) => Ok((child, channel)),
+                Err(e) => {
+                    // Started but unreachable: do not leave it running or unreaped.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(e)
+                }
+            }
         });
         let (child, channel) = match started {
             Ok(x) => x,
             Err(e) => {
-                self.fatal.get_or_insert_with(|| {
-                    Error::io(
-                        format!(
-                            "cannot start a worker from {}",
-                            self.cfg.spawn.exec.display()
-                        ),
-                        e,
-                    )
-                });
+                self.start_failed(slot, incoming, e);
                 return None;
             }
         };
@@ -279,6 +298,7 @@ impl Primary {
                 listened: false,
                 listen_error: None,
                 kill_at: None,
+                killed: false,
             },
         );
         if let Some(s) = self.slots.get_mut(&slot) {
@@ -287,6 +307,24 @@ impl Primary {
         self.publish();
         self.emit(Event::Fork(handle));
         Some(id)
+    }
+
+    /// A worker could not be started in `slot`. At the cluster's start that is fatal (the
+    /// program or a setting is wrong); later it stops a reload, or retries after a backoff.
+    fn start_failed(&mut self, slot: usize, incoming: bool, e: io::Error) {
+        let what = format!(
+            "cannot start a worker from {}",
+            self.cfg.spawn.exec.display()
+        );
+        if !self.started {
+            self.fatal.get_or_insert_with(|| Error::io(what, e));
+        } else if incoming {
+            self.reload_failed(format!("{what}: {e}"));
+        } else if let Some(s) = self.slots.get_mut(&slot) {
+            let delay = s.crashed(Duration::ZERO, &self.cfg.backoff);
+            tracing::error!(slot, "{what}: {e}; retrying in {} ms", delay.as_millis());
+            s.restart_at = Some(Instant::now() + delay);
+        }
     }
 
     fn send(&mut self, id: u32, msg: &ToWorker, fds: &[BorrowedFd<'_>]) {
@@ -587,15 +625,13 @@ impl Primary {
         }
     }
 
+    /// SIGKILLs every worker; returns how many had not been killed before.
     fn kill_all(&mut self) -> usize {
-        let mut n = 0;
-        for live in self.live.values_mut() {
-            live.handle.mark_asked_to_leave();
-            if live.child.kill().is_ok() {
-                n += 1;
-            }
-        }
-        n
+        self.live
+            .values_mut()
+            .map(Live::sigkill)
+            .filter(|&first| first)
+            .count()
     }
 
     /// Reaps every worker that exited, when SIGCHLD said one did (one wait4 per worker).
@@ -645,9 +681,19 @@ impl Primary {
         };
         if slot.incoming == Some(id) {
             slot.incoming = None;
-            self.reload_failed(format!(
-                "new worker {id} for slot {slot_no} exited ({exit}) before it was ready"
-            ));
+            if slot.removing {
+                // Scale-down met a reload: the slot goes once both of its workers have.
+                if slot.current.is_none() {
+                    self.finish_remove_slot(slot_no);
+                }
+                return;
+            }
+            if !live.handle.exited_after_disconnect() {
+                self.reload_failed(format!(
+                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready"
+                ));
+            }
+            self.keep_served(slot_no);
             return;
         }
         if slot.current != Some(id) {
@@ -733,9 +779,8 @@ impl Primary {
         }
         for live in self.live.values_mut() {
             if live.kill_at.is_some_and(|t| t <= now) {
-                live.kill_at = None;
                 tracing::warn!(worker = live.handle.id(), "did not exit in time: SIGKILL");
-                if live.child.kill().is_ok() {
+                if live.sigkill() {
                     if let Some(stop) = self.stop.as_mut() {
                         stop.killed += 1;
                     }
@@ -751,8 +796,7 @@ impl Primary {
                 s.incoming = None;
             }
             if let Some(live) = self.live.get_mut(&id) {
-                live.handle.mark_asked_to_leave();
-                let _ = live.child.kill();
+                live.sigkill();
             }
             self.reload_failed(format!(
                 "new worker {id} for slot {slot} was not ready within {} ms",
@@ -937,9 +981,25 @@ impl Primary {
                     s.incoming = None;
                 }
                 if let Some(live) = self.live.get_mut(&id) {
-                    live.handle.mark_asked_to_leave();
-                    let _ = live.child.kill();
+                    live.sigkill();
                 }
+                self.keep_served(slot);
+            }
+        }
+    }
+
+    /// A slot left with no worker, none coming and no restart planned (its current worker
+    /// died while a replacement was on its way, then the replacement failed) restarts now.
+    fn keep_served(&mut self, slot_no: usize) {
+        let stopping = self.stop.is_some();
+        if let Some(s) = self.slots.get_mut(&slot_no) {
+            if !stopping
+                && !s.removing
+                && s.current.is_none()
+                && s.incoming.is_none()
+                && s.restart_at.is_none()
+            {
+                s.restart_at = Some(Instant::now());
             }
         }
     }
