@@ -264,8 +264,8 @@ impl Listeners {
             .collect();
         let someone_leaves = live.len() < group.order.len() && !self.migrate;
         let table = match self.steering {
-            Some(Steering::Cbpf) => Some(self.cpu_table(&live)),
-            Some(_) if someone_leaves => Some(self.cpu_table(&live)),
+            Some(Steering::Cbpf) => Some(self.cpu_table(&live, someone_leaves)),
+            Some(_) if someone_leaves => Some(self.cpu_table(&live, true)),
             None if someone_leaves => Some(Table::Hash(live.iter().map(|(i, _)| *i).collect())),
             _ => None,
         };
@@ -278,14 +278,21 @@ impl Listeners {
         }
     }
 
-    fn cpu_table(&self, live: &[(u32, usize)]) -> Table {
+    /// CPU → the live sockets of its slots. With `leaving`, SYNs from other CPUs are spread
+    /// over the live sockets too, so the kernel's fallback pick never lands on a leaving one.
+    fn cpu_table(&self, live: &[(u32, usize)], leaving: bool) -> Table {
         let mut by_cpu: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
         for (index, slot) in live {
             if let Some(cpu) = self.cpu_for(*slot) {
                 by_cpu.entry(cpu).or_default().push(*index);
             }
         }
-        Table::Cpu(by_cpu)
+        let others = if leaving {
+            live.iter().map(|(i, _)| *i).collect()
+        } else {
+            Vec::new()
+        };
+        Table::Cpu { by_cpu, others }
     }
 }
 

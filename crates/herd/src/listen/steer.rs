@@ -60,16 +60,22 @@ fn pick_by_hash(indices: &[u32]) -> Vec<Insn> {
 pub(crate) enum Table {
     /// Spread over these socket indices by flow hash.
     Hash(Vec<u32>),
-    /// CPU → socket indices (spread by flow hash when a CPU has several); other CPUs fall
-    /// back to the kernel's pick.
-    Cpu(BTreeMap<usize, Vec<u32>>),
+    /// CPU → socket indices (spread by flow hash when a CPU has several); a SYN taken on any
+    /// other CPU goes to one of `others` by flow hash, or to the kernel's own pick when
+    /// `others` is empty.
+    Cpu {
+        /// The sockets of each CPU.
+        by_cpu: BTreeMap<usize, Vec<u32>>,
+        /// Where SYNs from the remaining CPUs go.
+        others: Vec<u32>,
+    },
 }
 
 /// Compiles `table` into a cBPF program.
 pub(crate) fn compile(table: &Table) -> io::Result<Vec<Insn>> {
     let prog = match table {
         Table::Hash(indices) => pick_by_hash(indices),
-        Table::Cpu(by_cpu) => {
+        Table::Cpu { by_cpu, others } => {
             let mut p = vec![insn(LD_W_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_CPU) as u32)];
             for (cpu, indices) in by_cpu {
                 let body = pick_by_hash(indices);
@@ -79,7 +85,7 @@ pub(crate) fn compile(table: &Table) -> io::Result<Vec<Insn>> {
                 p.push(insn(JEQ_K, 0, skip, *cpu as u32));
                 p.extend(body);
             }
-            p.push(insn(RET_K, 0, 0, FALLBACK));
+            p.extend(pick_by_hash(others));
             p
         }
     };
@@ -192,7 +198,10 @@ mod tests {
         assert_eq!(compile(&Table::Hash(vec![4])).unwrap()[0].k, 4);
         // ld, mod, (jeq, ret) x2, ret
         assert_eq!(compile(&Table::Hash(vec![0, 1, 2])).unwrap().len(), 7);
-        let cpu = Table::Cpu(BTreeMap::from([(0, vec![1]), (1, vec![0])]));
+        let cpu = Table::Cpu {
+            by_cpu: BTreeMap::from([(0, vec![1]), (1, vec![0])]),
+            others: vec![],
+        };
         let p = compile(&cpu).unwrap();
         // ld cpu, jeq 0, ret 1, jeq 1, ret 0, ret fallback
         assert_eq!(
