@@ -193,3 +193,32 @@ fn sigttin_adds_and_sigttou_removes_a_worker() {
         "removed slots are not refilled"
     );
 }
+
+#[test]
+fn a_reload_that_cannot_even_spawn_keeps_the_cluster_serving() {
+    // The executable vanishes (a deploy mid-copy): the reload stops, the cluster does not.
+    let dir = std::env::temp_dir().join(format!("herd-vanish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("herd-fixture");
+    std::fs::copy(FIXTURE, &exe).unwrap();
+    let mut c = Proc::start(
+        exe.to_str().unwrap(),
+        &[("FIX_WORKERS", "2"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    let l = c.expect_n(2, 5 * SEC, "EV listening");
+    let addr = field(&l[0], "addr").unwrap().parse().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    c.signal(libc::SIGHUP);
+    let err = c.stderr_contains(5 * SEC, &["reload stopped"]);
+    assert!(
+        err.contains("reload stopped, the old workers keep serving"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(c.wait(Duration::ZERO).is_none(), "the primary kept running");
+    let ids: HashSet<String> = (0..20)
+        .map(|_| field(&fetch_line(addr).unwrap(), "id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids, HashSet::from(["1".to_string(), "2".to_string()]));
+}
