@@ -62,10 +62,23 @@ struct Pending {
     fds: Vec<OwnedFd>,
 }
 
+/// A frame cut from the input, not yet decoded.
+enum Frame {
+    Whole {
+        kind: u8,
+        payload: Vec<u8>,
+    },
+    /// A frame over the limit, whose payload of this many bytes is discarded as it arrives.
+    Oversized(usize),
+}
+
 /// One end of the primary/worker socketpair.
 pub(crate) struct Channel {
     stream: UnixStream,
+    /// Bytes read and not yet cut into frames: at most one frame in progress.
     input: Vec<u8>,
+    /// Frames cut from the input, in order.
+    frames: VecDeque<Frame>,
     /// Where recvmsg writes, zeroed once (not per read), then appended to `input`.
     scratch: Box<[u8]>,
     fds: VecDeque<OwnedFd>,
@@ -82,6 +95,7 @@ impl Channel {
         Ok(Channel {
             stream,
             input: Vec::new(),
+            frames: VecDeque::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             fds: VecDeque::new(),
             skip: 0,
@@ -100,7 +114,7 @@ impl Channel {
         loop {
             match self.read_once() {
                 Ok(0) => return Ok(false),
-                Ok(_) => continue,
+                Ok(_) => self.cut(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
@@ -148,29 +162,48 @@ impl Channel {
         }
     }
 
+    /// Cuts complete frames off the input as it arrives, discarding the bytes of frames over
+    /// the limit on the spot, so a peer cannot make this side buffer more than one frame.
+    fn cut(&mut self) {
+        let mut at = 0;
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(self.input.len() - at);
+                at += n;
+                self.skip -= n;
+                if self.skip > 0 {
+                    break;
+                }
+            }
+            let Some(head) = self.input.get(at..at + 4) else {
+                break;
+            };
+            let len = u32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+            if len > self.max_frame || len == 0 {
+                self.frames
+                    .push_back(Frame::Oversized(len.saturating_sub(1)));
+                at += 4;
+                self.skip = len;
+                continue;
+            }
+            let Some(frame) = self.input.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            self.frames.push_back(Frame::Whole {
+                kind: frame[0],
+                payload: frame[1..].to_vec(),
+            });
+            at += 4 + len;
+        }
+        self.input.drain(..at);
+    }
+
     /// The next complete message in what has been read, if any.
     pub(crate) fn next<M: Decode>(&mut self) -> Option<Received<M>> {
-        if self.skip > 0 {
-            let n = self.skip.min(self.input.len());
-            self.input.drain(..n);
-            self.skip -= n;
-            if self.skip > 0 {
-                return None;
-            }
-        }
-        let len = u32::from_le_bytes(*self.input.first_chunk::<4>()?) as usize;
-        if len > self.max_frame || len == 0 {
-            let total = len + 4;
-            let n = total.min(self.input.len());
-            self.input.drain(..n);
-            self.skip = total - n;
-            return Some(Received::Oversized(len.saturating_sub(1)));
-        }
-        if self.input.len() < 4 + len {
-            return None;
-        }
-        let decoded = M::decode(self.input[4], &self.input[5..4 + len]);
-        self.input.drain(..4 + len);
+        let decoded = match self.frames.pop_front()? {
+            Frame::Oversized(n) => return Some(Received::Oversized(n)),
+            Frame::Whole { kind, payload } => M::decode(kind, &payload),
+        };
         Some(match decoded {
             Ok(msg) => {
                 let want = msg.fds();
@@ -354,19 +387,28 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let mut b = Channel::new(b, 16).unwrap();
         let mut frame = Vec::new();
-        ToPrimary::Message(vec![7; 100_000]).encode(&mut frame);
+        ToPrimary::Message(vec![7; 8 << 20]).encode(&mut frame);
         ToPrimary::Ready.encode(&mut frame);
         let writer = std::thread::spawn(move || send_blocking(&a, &frame, &[]).map(|_| a));
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         while seen.len() < 2 && Instant::now() < deadline {
             b.fill().unwrap();
+            // Discarded as it arrives: never more than one read's worth is held.
+            assert!(
+                b.input.len() <= READ_CHUNK,
+                "{} bytes buffered",
+                b.input.len()
+            );
             while let Some(r) = b.next::<ToPrimary>() {
                 seen.push(r);
             }
         }
         let _a = writer.join().unwrap().unwrap();
-        assert!(matches!(seen[0], Received::Oversized(100_000)), "{seen:?}");
+        assert!(
+            matches!(seen[0], Received::Oversized(n) if n == 8 << 20),
+            "{seen:?}"
+        );
         assert!(
             matches!(seen[1], Received::Message(ToPrimary::Ready, _)),
             "{seen:?}"
