@@ -4,17 +4,24 @@
 //! [`PrimaryHandle`]s (crossbeam channel + mio Waker) and every worker's IPC socket. Timers
 //! (restart backoff, kill deadlines, reload deadlines, the shutdown deadline) set the poll
 //! timeout.
+//!
+//! This file holds the loop, starting and reaping workers, and restart supervision; the
+//! rest is by concern: `messages` (each worker's IPC channel, queryServer, hand-off
+//! plumbing), `reload`, `scale`, `stop`, `slots`, `spawn`, `backoff`, `dispatch` (the hook
+//! for hand-off policies) and `handle` (what the user holds).
 
 mod backoff;
 mod dispatch;
 mod handle;
+mod messages;
+mod reload;
+mod scale;
 mod slots;
 pub(crate) mod spawn;
+mod stop;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
@@ -22,21 +29,21 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
 pub(crate) use backoff::Backoff;
+use dispatch::DISPATCH_BASE;
 pub(crate) use dispatch::MAX_FDS_PER_FRAME;
 pub use dispatch::{Dispatch, DispatchCtx};
-use dispatch::{HandOff, DISPATCH_BASE};
 pub(crate) use handle::{Command, Line};
 pub use handle::{Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 use slots::Slot;
 use spawn::SpawnSettings;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::{Channel, Received, ToPrimary, ToWorker};
+use crate::ipc::{Channel, ToWorker};
 use crate::listen::Listeners;
 
 const SIGNALS: Token = Token(0);
@@ -327,212 +334,6 @@ impl Primary {
         }
     }
 
-    fn send(&mut self, id: u32, msg: &ToWorker, fds: &[BorrowedFd<'_>]) {
-        if let Err(e) = send_to(&mut self.live, self.poll.registry(), id, msg, fds) {
-            tracing::debug!(worker = id, "IPC send failed: {e}");
-        }
-    }
-
-    /// Runs `f` with the dispatcher, if the cluster has one.
-    fn with_dispatch(&mut self, f: impl FnOnce(&mut dyn Dispatch, &mut DispatchCtx<'_>)) {
-        let Some(mut d) = self.cfg.dispatch.take() else {
-            return;
-        };
-        let registry = self.poll.registry();
-        let mut hands = Hands {
-            live: &mut self.live,
-            registry,
-        };
-        let mut ctx = DispatchCtx {
-            registry,
-            hand: &mut hands,
-        };
-        f(&mut *d, &mut ctx);
-        self.cfg.dispatch = Some(d);
-    }
-
-    fn flush_worker(&mut self, id: u32) {
-        let Some(live) = self.live.get_mut(&id) else {
-            return;
-        };
-        let Some(ch) = live.channel.as_mut() else {
-            return;
-        };
-        if let Ok(false) = ch.flush() {
-            live.queued = false;
-            let fd = ch.raw_fd();
-            let _ = self.poll.registry().reregister(
-                &mut SourceFd(&fd),
-                Token(id as usize + TOKEN_BASE),
-                Interest::READABLE,
-            );
-        }
-    }
-
-    fn read_worker(&mut self, id: u32) {
-        let Some(live) = self.live.get_mut(&id) else {
-            return;
-        };
-        let Some(ch) = live.channel.as_mut() else {
-            return;
-        };
-        let open = ch.fill().unwrap_or(false);
-        let mut got = Vec::new();
-        while let Some(r) = ch.next::<ToPrimary>() {
-            got.push(r);
-        }
-        for r in got {
-            match r {
-                Received::Message(m, _) => self.on_message(id, m),
-                Received::Oversized(n) => tracing::warn!(
-                    worker = id,
-                    "discarded a {n}-byte IPC message over the limit of {} bytes",
-                    self.cfg.spawn.max_message
-                ),
-                Received::Malformed(e) => {
-                    tracing::warn!(worker = id, "discarded a malformed IPC message: {e}")
-                }
-            }
-        }
-        if !open {
-            self.channel_closed(id);
-        }
-    }
-
-    fn channel_closed(&mut self, id: u32) {
-        let Some(live) = self.live.get_mut(&id) else {
-            return;
-        };
-        let Some(ch) = live.channel.take() else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut SourceFd(&ch.raw_fd()));
-        drop(ch);
-        let h = live.handle.clone();
-        h.set_state(WorkerState::Disconnected);
-        tracing::info!(worker = id, pid = h.pid(), "worker disconnected");
-        self.with_dispatch(|d, ctx| d.worker_gone(id, ctx));
-        self.emit(Event::Disconnect(h));
-    }
-
-    fn on_message(&mut self, id: u32, msg: ToPrimary) {
-        let Some(live) = self.live.get_mut(&id) else {
-            return;
-        };
-        let h = live.handle.clone();
-        match msg {
-            ToPrimary::Online => {
-                h.set_state(WorkerState::Online);
-                tracing::info!(worker = id, pid = h.pid(), "worker online");
-                self.emit(Event::Online(h));
-            }
-            ToPrimary::Listen { req, addr } => self.on_listen(id, h.slot(), req, &addr),
-            ToPrimary::Listening { addr } => {
-                if !std::mem::replace(&mut live.listened, true) {
-                    self.with_dispatch(|d, ctx| d.worker_up(id, ctx));
-                }
-                let Some(live) = self.live.get_mut(&id) else {
-                    return;
-                };
-                h.set_state(WorkerState::Listening);
-                let addr: SocketAddr = match addr.parse() {
-                    Ok(a) => a,
-                    Err(_) => return,
-                };
-                tracing::info!(worker = id, pid = h.pid(), %addr, "worker listening");
-                let became_ready = !self.cfg.wait_ready && !live.ready;
-                live.ready |= became_ready;
-                self.emit(Event::Listening(h, addr));
-                if became_ready {
-                    self.on_ready(id);
-                }
-            }
-            ToPrimary::Ready => {
-                if !live.ready {
-                    live.ready = true;
-                    tracing::info!(worker = id, pid = h.pid(), "worker ready");
-                    self.on_ready(id);
-                }
-            }
-            ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
-            ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
-            ToPrimary::Load(n) => self.with_dispatch(|d, ctx| d.load(id, n as usize, ctx)),
-        }
-    }
-
-    fn on_listen(&mut self, id: u32, slot: usize, req: u32, addr: &str) {
-        if self.cfg.listeners.handoff() {
-            return self.on_listen_handoff(id, req, addr);
-        }
-        let parsed: std::result::Result<SocketAddr, _> = addr.parse();
-        let result = match parsed {
-            Ok(a) => self.cfg.listeners.get(a, slot).and_then(|fd| {
-                fd.try_clone_to_owned()
-                    .map_err(|e| crate::listen::ListenError {
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        text: format!("cannot pass the listener for {a}: {e}"),
-                    })
-            }),
-            Err(_) => Err(crate::listen::ListenError {
-                errno: libc::EINVAL,
-                text: format!("{addr:?} is not an IP address and port"),
-            }),
-        };
-        match result {
-            Ok(fd) => self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()]),
-            Err(e) => self.listen_failed(id, req, e),
-        }
-    }
-
-    /// Tells worker `id` its listen request `req` failed, and remembers why (a worker that
-    /// exits without ever listening stops the cluster with this reason).
-    fn listen_failed(&mut self, id: u32, req: u32, e: crate::listen::ListenError) {
-        tracing::warn!(worker = id, "{}", e.text);
-        if let Some(live) = self.live.get_mut(&id) {
-            live.listen_error = Some(e.text.clone());
-        }
-        let msg = ToWorker::ListenErr {
-            req,
-            errno: e.errno,
-            text: e.text,
-        };
-        self.send(id, &msg, &[]);
-    }
-
-    fn on_listen_handoff(&mut self, id: u32, req: u32, addr: &str) {
-        let result = match addr.parse::<SocketAddr>() {
-            Ok(a) => self.cfg.listeners.get_handoff(a),
-            Err(_) => Err(crate::listen::ListenError {
-                errno: libc::EINVAL,
-                text: format!("{addr:?} is not an IP address and port"),
-            }),
-        };
-        let result = result.and_then(|(real, created)| {
-            let Some(fd) = created else { return Ok(real) };
-            let mut outcome = Ok(());
-            self.with_dispatch(|d, ctx| {
-                outcome = d.listen(real, std::net::TcpListener::from(fd), ctx);
-            });
-            outcome
-                .map(|_| real)
-                .map_err(|e| crate::listen::ListenError {
-                    errno: e.raw_os_error().unwrap_or(libc::EIO),
-                    text: format!("the dispatcher cannot accept on {real}: {e}"),
-                })
-        });
-        match result {
-            Ok(real) => self.send(
-                id,
-                &ToWorker::ListenHandoff {
-                    req,
-                    addr: real.to_string(),
-                },
-                &[],
-            ),
-            Err(e) => self.listen_failed(id, req, e),
-        }
-    }
-
     fn disconnect(&mut self, id: u32) {
         let deadline = Instant::now() + self.cfg.shutdown_timeout;
         let Some(live) = self.live.get_mut(&id) else {
@@ -599,39 +400,6 @@ impl Primary {
                 }
             }
         }
-    }
-
-    fn begin_stop(&mut self) {
-        self.reload = None;
-        self.stop = Some(Stop {
-            deadline: Instant::now() + self.cfg.shutdown_timeout,
-            killed: 0,
-            forced: false,
-        });
-        for s in self.slots.values_mut() {
-            s.restart_at = None;
-        }
-        let ids: Vec<u32> = self.live.keys().copied().collect();
-        for id in ids {
-            self.disconnect(id);
-        }
-    }
-
-    fn force_stop(&mut self) {
-        let n = self.kill_all();
-        if let Some(stop) = self.stop.as_mut() {
-            stop.killed += n;
-            stop.forced = true;
-        }
-    }
-
-    /// SIGKILLs every worker; returns how many had not been killed before.
-    fn kill_all(&mut self) -> usize {
-        self.live
-            .values_mut()
-            .map(Live::sigkill)
-            .filter(|&first| first)
-            .count()
     }
 
     /// Reaps every worker that exited, when SIGCHLD said one did (one wait4 per worker).
@@ -814,180 +582,6 @@ impl Primary {
         }
     }
 
-    fn active_slots(&self) -> usize {
-        self.slots.values().filter(|s| !s.removing).count()
-    }
-
-    fn scale(&mut self, want: usize) {
-        if self.stop.is_some() {
-            return;
-        }
-        let want = want.max(1);
-        let have = self.active_slots();
-        tracing::info!(from = have, to = want, "scaling");
-        for _ in have..want {
-            let slot = self.free_slot();
-            self.slots.insert(slot, Slot::default());
-            self.start(slot, false);
-        }
-        if want < have {
-            let remove: Vec<usize> = self
-                .slots
-                .iter()
-                .rev()
-                .filter(|(_, s)| !s.removing)
-                .take(have - want)
-                .map(|(n, _)| *n)
-                .collect();
-            for n in remove {
-                self.remove_slot(n);
-            }
-        }
-    }
-
-    fn remove_slot(&mut self, n: usize) {
-        let Some(slot) = self.slots.get_mut(&n) else {
-            return;
-        };
-        slot.removing = true;
-        slot.restart_at = None;
-        let ids: Vec<u32> = slot
-            .current
-            .iter()
-            .chain(slot.incoming.iter())
-            .copied()
-            .collect();
-        self.cfg.listeners.begin_remove_slot(n);
-        if ids.is_empty() {
-            self.finish_remove_slot(n);
-        }
-        for id in ids {
-            self.disconnect(id);
-        }
-    }
-
-    /// The removed slot's worker is gone: what still waits in the slot's queue goes to
-    /// the other workers, then its listeners close.
-    fn finish_remove_slot(&mut self, n: usize) {
-        self.slots.remove(&n);
-        let queued = self.cfg.listeners.finish_remove_slot(n);
-        tracing::info!(slot = n, moved = queued.len(), "slot removed");
-        let mut takers: Vec<u32> = self
-            .live
-            .iter()
-            .filter(|(_, l)| {
-                l.listened && l.channel.is_some() && !l.handle.exited_after_disconnect()
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        takers.sort_unstable();
-        if takers.is_empty() && !queued.is_empty() {
-            tracing::warn!(
-                slot = n,
-                "no worker to take {} queued connections",
-                queued.len()
-            );
-            return;
-        }
-        for (i, chunk) in queued.chunks(MAX_FDS_PER_FRAME).enumerate() {
-            let to = takers[i % takers.len()];
-            let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|c| c.as_fd()).collect();
-            self.send(to, &ToWorker::Connections(fds.len() as u32), &fds);
-        }
-    }
-
-    fn begin_reload(&mut self) {
-        if self.stop.is_some() {
-            return;
-        }
-        if let Some(r) = self.reload.as_mut() {
-            tracing::info!("reload already in progress: another one follows it");
-            r.again = true;
-            return;
-        }
-        tracing::info!(slots = self.active_slots(), "rolling reload started");
-        let queue = self
-            .slots
-            .iter()
-            .filter(|(_, s)| !s.removing)
-            .map(|(n, _)| *n)
-            .collect();
-        self.reload = Some(Reload {
-            queue,
-            active: Vec::new(),
-            again: false,
-        });
-        self.advance_reload();
-    }
-
-    fn advance_reload(&mut self) {
-        loop {
-            let Some(r) = self.reload.as_mut() else {
-                return;
-            };
-            if r.active.len() >= self.cfg.reload_batch.max(1) {
-                return;
-            }
-            let Some(slot) = r.queue.pop_front() else {
-                if r.active.is_empty() {
-                    let again = r.again;
-                    self.reload = None;
-                    tracing::info!("rolling reload complete");
-                    if again {
-                        self.begin_reload();
-                    }
-                }
-                return;
-            };
-            // A slot being removed needs no new worker; one waiting out a crash backoff
-            // restarts from the executable now at the path anyway.
-            if self
-                .slots
-                .get(&slot)
-                .is_none_or(|s| s.removing || s.current.is_none())
-            {
-                continue;
-            }
-            let deadline = Instant::now() + self.cfg.ready_timeout;
-            let Some(id) = self.start(slot, true) else {
-                return;
-            };
-            if let Some(r) = self.reload.as_mut() {
-                r.active.push((slot, id, deadline));
-            }
-        }
-    }
-
-    fn on_ready(&mut self, id: u32) {
-        let Some(r) = self.reload.as_mut() else {
-            return;
-        };
-        let Some(pos) = r.active.iter().position(|a| a.1 == id) else {
-            return;
-        };
-        let (slot_no, _, _) = r.active.remove(pos);
-        let old = self.slots.get_mut(&slot_no).and_then(|s| s.promote(id));
-        if let Some(old) = old {
-            self.disconnect(old);
-        }
-        self.advance_reload();
-    }
-
-    fn reload_failed(&mut self, why: String) {
-        tracing::error!("reload stopped, the old workers keep serving: {why}");
-        if let Some(r) = self.reload.take() {
-            for (slot, id, _) in r.active {
-                if let Some(s) = self.slots.get_mut(&slot) {
-                    s.incoming = None;
-                }
-                if let Some(live) = self.live.get_mut(&id) {
-                    live.sigkill();
-                }
-                self.keep_served(slot);
-            }
-        }
-    }
-
     /// A slot left with no worker, none coming and no restart planned (its current worker
     /// died while a replacement was on its way, then the replacement failed) restarts now.
     fn keep_served(&mut self, slot_no: usize) {
@@ -1002,52 +596,5 @@ impl Primary {
                 s.restart_at = Some(Instant::now());
             }
         }
-    }
-}
-
-/// Sends `msg` (with `fds`) to worker `id` without blocking; a full socket queues the rest
-/// and asks the poll for writability.
-fn send_to(
-    live: &mut HashMap<u32, Live>,
-    registry: &Registry,
-    id: u32,
-    msg: &ToWorker,
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<()> {
-    let not_connected = || io::Error::new(io::ErrorKind::NotConnected, "worker channel closed");
-    let live = live.get_mut(&id).ok_or_else(not_connected)?;
-    let ch = live.channel.as_mut().ok_or_else(not_connected)?;
-    let mut frame = Vec::new();
-    msg.encode(&mut frame);
-    if ch.send(frame, fds)? && !live.queued {
-        live.queued = true;
-        let fd = ch.raw_fd();
-        registry.reregister(
-            &mut SourceFd(&fd),
-            Token(id as usize + TOKEN_BASE),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-    }
-    Ok(())
-}
-
-/// The primary's side of [`DispatchCtx::hand`].
-struct Hands<'a> {
-    live: &'a mut HashMap<u32, Live>,
-    registry: &'a Registry,
-}
-
-impl HandOff for Hands<'_> {
-    fn hand(&mut self, worker: u32, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        send_to(
-            self.live,
-            self.registry,
-            worker,
-            &ToWorker::Connections(fds.len() as u32),
-            fds,
-        )
-    }
-    fn slot(&self, worker: u32) -> Option<usize> {
-        self.live.get(&worker).map(|l| l.handle.slot())
     }
 }

@@ -1,0 +1,273 @@
+//! What flows over each worker's IPC channel: reading and decoding its messages, sending
+//! without ever blocking, answering its listen requests (Node's queryServer), and the
+//! primary's side of hand-off policies.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::dispatch::HandOff;
+use super::{Dispatch, DispatchCtx, Event, Live, Primary, WorkerState, TOKEN_BASE};
+use crate::ipc::{Received, ToPrimary, ToWorker};
+
+impl Primary {
+    pub(super) fn send(&mut self, id: u32, msg: &ToWorker, fds: &[BorrowedFd<'_>]) {
+        if let Err(e) = send_to(&mut self.live, self.poll.registry(), id, msg, fds) {
+            tracing::debug!(worker = id, "IPC send failed: {e}");
+        }
+    }
+
+    /// Runs `f` with the dispatcher, if the cluster has one.
+    pub(super) fn with_dispatch(
+        &mut self,
+        f: impl FnOnce(&mut dyn Dispatch, &mut DispatchCtx<'_>),
+    ) {
+        let Some(mut d) = self.cfg.dispatch.take() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let mut hands = Hands {
+            live: &mut self.live,
+            registry,
+        };
+        let mut ctx = DispatchCtx {
+            registry,
+            hand: &mut hands,
+        };
+        f(&mut *d, &mut ctx);
+        self.cfg.dispatch = Some(d);
+    }
+
+    pub(super) fn flush_worker(&mut self, id: u32) {
+        let Some(live) = self.live.get_mut(&id) else {
+            return;
+        };
+        let Some(ch) = live.channel.as_mut() else {
+            return;
+        };
+        if let Ok(false) = ch.flush() {
+            live.queued = false;
+            let fd = ch.raw_fd();
+            let _ = self.poll.registry().reregister(
+                &mut SourceFd(&fd),
+                Token(id as usize + TOKEN_BASE),
+                Interest::READABLE,
+            );
+        }
+    }
+
+    pub(super) fn read_worker(&mut self, id: u32) {
+        let Some(live) = self.live.get_mut(&id) else {
+            return;
+        };
+        let Some(ch) = live.channel.as_mut() else {
+            return;
+        };
+        let open = ch.fill().unwrap_or(false);
+        let mut got = Vec::new();
+        while let Some(r) = ch.next::<ToPrimary>() {
+            got.push(r);
+        }
+        for r in got {
+            match r {
+                Received::Message(m, _) => self.on_message(id, m),
+                Received::Oversized(n) => tracing::warn!(
+                    worker = id,
+                    "discarded a {n}-byte IPC message over the limit of {} bytes",
+                    self.cfg.spawn.max_message
+                ),
+                Received::Malformed(e) => {
+                    tracing::warn!(worker = id, "discarded a malformed IPC message: {e}")
+                }
+            }
+        }
+        if !open {
+            self.channel_closed(id);
+        }
+    }
+
+    pub(super) fn channel_closed(&mut self, id: u32) {
+        let Some(live) = self.live.get_mut(&id) else {
+            return;
+        };
+        let Some(ch) = live.channel.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut SourceFd(&ch.raw_fd()));
+        drop(ch);
+        let h = live.handle.clone();
+        h.set_state(WorkerState::Disconnected);
+        tracing::info!(worker = id, pid = h.pid(), "worker disconnected");
+        self.with_dispatch(|d, ctx| d.worker_gone(id, ctx));
+        self.emit(Event::Disconnect(h));
+    }
+
+    pub(super) fn on_message(&mut self, id: u32, msg: ToPrimary) {
+        let Some(live) = self.live.get_mut(&id) else {
+            return;
+        };
+        let h = live.handle.clone();
+        match msg {
+            ToPrimary::Online => {
+                h.set_state(WorkerState::Online);
+                tracing::info!(worker = id, pid = h.pid(), "worker online");
+                self.emit(Event::Online(h));
+            }
+            ToPrimary::Listen { req, addr } => self.on_listen(id, h.slot(), req, &addr),
+            ToPrimary::Listening { addr } => {
+                if !std::mem::replace(&mut live.listened, true) {
+                    self.with_dispatch(|d, ctx| d.worker_up(id, ctx));
+                }
+                let Some(live) = self.live.get_mut(&id) else {
+                    return;
+                };
+                h.set_state(WorkerState::Listening);
+                let addr: SocketAddr = match addr.parse() {
+                    Ok(a) => a,
+                    Err(_) => return,
+                };
+                tracing::info!(worker = id, pid = h.pid(), %addr, "worker listening");
+                let became_ready = !self.cfg.wait_ready && !live.ready;
+                live.ready |= became_ready;
+                self.emit(Event::Listening(h, addr));
+                if became_ready {
+                    self.on_ready(id);
+                }
+            }
+            ToPrimary::Ready => {
+                if !live.ready {
+                    live.ready = true;
+                    tracing::info!(worker = id, pid = h.pid(), "worker ready");
+                    self.on_ready(id);
+                }
+            }
+            ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
+            ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
+            ToPrimary::Load(n) => self.with_dispatch(|d, ctx| d.load(id, n as usize, ctx)),
+        }
+    }
+
+    pub(super) fn on_listen(&mut self, id: u32, slot: usize, req: u32, addr: &str) {
+        if self.cfg.listeners.handoff() {
+            return self.on_listen_handoff(id, req, addr);
+        }
+        let parsed: std::result::Result<SocketAddr, _> = addr.parse();
+        let result = match parsed {
+            Ok(a) => self.cfg.listeners.get(a, slot).and_then(|fd| {
+                fd.try_clone_to_owned()
+                    .map_err(|e| crate::listen::ListenError {
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                        text: format!("cannot pass the listener for {a}: {e}"),
+                    })
+            }),
+            Err(_) => Err(crate::listen::ListenError {
+                errno: libc::EINVAL,
+                text: format!("{addr:?} is not an IP address and port"),
+            }),
+        };
+        match result {
+            Ok(fd) => self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()]),
+            Err(e) => self.listen_failed(id, req, e),
+        }
+    }
+
+    /// Tells worker `id` its listen request `req` failed, and remembers why (a worker that
+    /// exits without ever listening stops the cluster with this reason).
+    pub(super) fn listen_failed(&mut self, id: u32, req: u32, e: crate::listen::ListenError) {
+        tracing::warn!(worker = id, "{}", e.text);
+        if let Some(live) = self.live.get_mut(&id) {
+            live.listen_error = Some(e.text.clone());
+        }
+        let msg = ToWorker::ListenErr {
+            req,
+            errno: e.errno,
+            text: e.text,
+        };
+        self.send(id, &msg, &[]);
+    }
+
+    pub(super) fn on_listen_handoff(&mut self, id: u32, req: u32, addr: &str) {
+        let result = match addr.parse::<SocketAddr>() {
+            Ok(a) => self.cfg.listeners.get_handoff(a),
+            Err(_) => Err(crate::listen::ListenError {
+                errno: libc::EINVAL,
+                text: format!("{addr:?} is not an IP address and port"),
+            }),
+        };
+        let result = result.and_then(|(real, created)| {
+            let Some(fd) = created else { return Ok(real) };
+            let mut outcome = Ok(());
+            self.with_dispatch(|d, ctx| {
+                outcome = d.listen(real, std::net::TcpListener::from(fd), ctx);
+            });
+            outcome
+                .map(|_| real)
+                .map_err(|e| crate::listen::ListenError {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    text: format!("the dispatcher cannot accept on {real}: {e}"),
+                })
+        });
+        match result {
+            Ok(real) => self.send(
+                id,
+                &ToWorker::ListenHandoff {
+                    req,
+                    addr: real.to_string(),
+                },
+                &[],
+            ),
+            Err(e) => self.listen_failed(id, req, e),
+        }
+    }
+}
+
+/// Sends `msg` (with `fds`) to worker `id` without blocking; a full socket queues the rest
+/// and asks the poll for writability.
+fn send_to(
+    live: &mut HashMap<u32, Live>,
+    registry: &Registry,
+    id: u32,
+    msg: &ToWorker,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let not_connected = || io::Error::new(io::ErrorKind::NotConnected, "worker channel closed");
+    let live = live.get_mut(&id).ok_or_else(not_connected)?;
+    let ch = live.channel.as_mut().ok_or_else(not_connected)?;
+    let mut frame = Vec::new();
+    msg.encode(&mut frame);
+    if ch.send(frame, fds)? && !live.queued {
+        live.queued = true;
+        let fd = ch.raw_fd();
+        registry.reregister(
+            &mut SourceFd(&fd),
+            Token(id as usize + TOKEN_BASE),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+    }
+    Ok(())
+}
+
+/// The primary's side of [`DispatchCtx::hand`].
+struct Hands<'a> {
+    live: &'a mut HashMap<u32, Live>,
+    registry: &'a Registry,
+}
+
+impl HandOff for Hands<'_> {
+    fn hand(&mut self, worker: u32, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        send_to(
+            self.live,
+            self.registry,
+            worker,
+            &ToWorker::Connections(fds.len() as u32),
+            fds,
+        )
+    }
+    fn slot(&self, worker: u32) -> Option<usize> {
+        self.live.get(&worker).map(|l| l.handle.slot())
+    }
+}
