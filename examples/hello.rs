@@ -19,21 +19,28 @@ mod env;
 mod policy;
 
 fn main() -> ExitCode {
+    start("hello", "Hello")
+}
+
+/// Logs to stdout, runs the cluster answering `<greeting> from worker <id> (pid <pid>)`, and
+/// turns an error into one line on stderr (prefixed by `name`) and a failing exit code.
+pub fn start(name: &str, greeting: &str) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run() {
+    match run(greeting) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hello: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), String> {
+fn run(greeting: &str) -> Result<(), String> {
+    let greeting = greeting.to_string();
     let port: u16 = env::env_or("PORT", 8000)?;
     let workers: usize = env::env_or(
         "WORKERS",
@@ -44,7 +51,7 @@ fn run() -> Result<(), String> {
     cluster
         .run(move |worker| {
             let id = worker.id().to_string();
-            let body = format!("Hello from worker {id} (pid {})\n", std::process::id());
+            let body = format!("{greeting} from worker {id} (pid {})\n", std::process::id());
             worker.serve_http(
                 ("0.0.0.0", port),
                 move |_req: &Request<'_>, res: &mut Response| {
