@@ -35,7 +35,8 @@ pub trait Hooks {
     /// a hand-off policy waits for): this process holds them, and serves them next.
     fn took(&mut self, _n: usize) {}
 
-    /// The number of open connections changed; called at most once per loop iteration.
+    /// The number of open connections, after every loop iteration: repeats are common, so
+    /// an implementation that reports elsewhere dedupes and throttles here.
     fn load(&mut self, _open: usize) {}
 }
 

@@ -36,8 +36,6 @@ pub(super) struct Reactor<P: Protocol> {
     last_sweep: Instant,
     /// Set once draining started: the moment the loop gives up waiting.
     drain_deadline: Option<Instant>,
-    /// The open count last reported through [`Hooks::load`].
-    reported: usize,
 }
 
 impl<P: Protocol> Reactor<P> {
@@ -61,7 +59,6 @@ impl<P: Protocol> Reactor<P> {
             next_sweep: None,
             last_sweep: Instant::now(),
             drain_deadline: None,
-            reported: 0,
         })
     }
 
@@ -139,12 +136,9 @@ impl<P: Protocol> Reactor<P> {
         }
     }
 
-    /// Tells the hooks the open-connection count when it changed (or must be re-sent).
-    fn report_load(&mut self, hooks: &mut dyn Hooks) {
-        if self.sockets.len() != self.reported {
-            self.reported = self.sockets.len();
-            hooks.load(self.reported);
-        }
+    /// Tells the hooks the open-connection count (they decide what is worth sending).
+    fn report_load(&self, hooks: &mut dyn Hooks) {
+        hooks.load(self.sockets.len());
     }
 
     /// The earliest moment the loop must wake up without an event.
@@ -177,9 +171,6 @@ impl<P: Protocol> Reactor<P> {
                         let peer = stream.peer_addr().ok();
                         self.add(TcpStream::from_std(stream), peer, true, now);
                     }
-                    // They may have been served and closed already (read before being
-                    // registered): report the count even if it did not change.
-                    self.reported = usize::MAX;
                 }
                 Inbound::Closed => return Ok(Next::Exit),
             }
