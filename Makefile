@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-lifecycle fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -29,6 +29,10 @@ measure:
 
 measure-pinned:
 	bash benches/measure_pinned.sh
+
+# Keep-alive clients across reloads: wrk's errors for herd (SIGHUP) and nginx (-s reload).
+measure-reload:
+	bash benches/measure_reload_keepalive.sh
 
 measure-lifecycle:
 	python3 benches/measure_lifecycle.py

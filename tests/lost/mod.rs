@@ -35,7 +35,13 @@ pub struct Hello {
 
 impl Hello {
     pub fn start(exe: &Path, workers: usize) -> Hello {
+        Hello::start_with(exe, workers, &[])
+    }
+
+    /// [`Hello::start`] with more environment variables (e.g. `POLICY`).
+    pub fn start_with(exe: &Path, workers: usize, env: &[(&str, &str)]) -> Hello {
         let mut cmd = Command::new(exe);
+        cmd.envs(env.iter().copied());
         cmd.env("PORT", "0")
             .env("WORKERS", workers.to_string())
             .env("NO_COLOR", "1");

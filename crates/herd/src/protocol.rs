@@ -17,6 +17,21 @@ pub enum Flow {
     Close,
 }
 
+/// Whether a connection may move to another worker process while its worker drains
+/// ([`Connection::handover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// Never: the protocol keeps state the socket and its unread bytes cannot carry (the
+    /// default). The drain goes through [`Connection::on_drain`] as before.
+    Never,
+    /// Not now (an exchange is in flight), but once it is over: the loop asks again after
+    /// every callback.
+    Later,
+    /// Now: nothing is in flight; the socket and the input not consumed yet carry all there
+    /// is, and a fresh connection of the same protocol in another worker takes over.
+    Now,
+}
+
 /// The result of [`Connection::on_read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
@@ -65,4 +80,16 @@ pub trait Connection: 'static {
     /// was already waiting has been read; only the second verdict counts. It must be
     /// idempotent (write nothing, or the same thing only once).
     fn on_drain(&mut self, out: &mut Vec<u8>) -> Flow;
+
+    /// Whether the connection could move to another worker now. When the worker drains
+    /// and its surroundings can hand connections over (a rolling reload, a scale-down: the
+    /// primary gives them to a worker that stays), a protocol that answers anything but
+    /// [`Handover::Never`] is not told of the drain: its exchanges go on as usual, and the
+    /// connection moves, with its unconsumed input, as soon as this says [`Handover::Now`].
+    /// The client sees neither a close nor a `Connection: close`.
+    ///
+    /// Default: [`Handover::Never`].
+    fn handover(&self) -> Handover {
+        Handover::Never
+    }
 }

@@ -14,6 +14,10 @@ pub enum Inbound {
     /// Connections accepted elsewhere (by the primary, under a hand-off policy) to serve like
     /// accepted ones.
     Connections(Vec<TcpStream>),
+    /// Connections another worker gave back while draining (see [`Hooks::hand_back`]), each
+    /// with the bytes it had read and not consumed: serve them as if those bytes had just
+    /// arrived.
+    Adopt(Vec<(TcpStream, Vec<u8>)>),
     /// The other side is gone (the primary died): exit now.
     Closed,
 }
@@ -38,6 +42,26 @@ pub trait Hooks {
     /// The number of open connections, after every loop iteration: repeats are common, so
     /// an implementation that reports elsewhere dedupes and throttles here.
     fn load(&mut self, _open: usize) {}
+
+    /// Whether connections can leave this loop while it drains (asked when the drain
+    /// starts): another process takes them through [`Hooks::hand_back`]. Default: no.
+    fn can_hand_back(&self) -> bool {
+        false
+    }
+
+    /// The draining loop gives up `conns`, idle between exchanges, each with the bytes it
+    /// read and did not consume (the protocol said [`Handover::Now`]). The loop no longer
+    /// watches them; they close here once sent. `Err` means they could not go (the loop
+    /// has nothing more to do with them either way: the client sees a close).
+    ///
+    /// [`Handover::Now`]: crate::protocol::Handover::Now
+    fn hand_back(&mut self, conns: Vec<(TcpStream, Vec<u8>)>) -> io::Result<()> {
+        drop(conns);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no one to hand connections back to",
+        ))
+    }
 }
 
 /// Hooks for a loop with no surroundings: no fd to watch, nothing to report.

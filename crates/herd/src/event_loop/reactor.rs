@@ -13,7 +13,7 @@ use super::hooks::{Hooks, Inbound};
 use super::slab::Slab;
 use super::socket::{Buffers, Ctx, Socket, Status};
 use super::Config;
-use crate::protocol::Protocol;
+use crate::protocol::{Handover, Protocol};
 
 /// The hooks' fd is registered as this token; listeners sit just below it.
 const HOOKS: Token = Token(usize::MAX);
@@ -36,6 +36,10 @@ pub(super) struct Reactor<P: Protocol> {
     last_sweep: Instant,
     /// Set once draining started: the moment the loop gives up waiting.
     drain_deadline: Option<Instant>,
+    /// Draining, and idle connections go back to the surroundings instead of closing.
+    handing_back: bool,
+    /// Connections released this turn, for [`Hooks::hand_back`].
+    leaving: Vec<(std::net::TcpStream, Vec<u8>)>,
 }
 
 impl<P: Protocol> Reactor<P> {
@@ -59,6 +63,8 @@ impl<P: Protocol> Reactor<P> {
             next_sweep: None,
             last_sweep: Instant::now(),
             drain_deadline: None,
+            handing_back: false,
+            leaving: Vec::new(),
         })
     }
 
@@ -82,6 +88,7 @@ impl<P: Protocol> Reactor<P> {
             if let Next::Exit = self.inbound(&mut inbound, hooks, Instant::now())? {
                 return Ok(());
             }
+            self.hand_back(hooks);
             if self.drain_deadline.is_some() && self.sockets.len() == 0 {
                 return Ok(());
             }
@@ -127,12 +134,25 @@ impl<P: Protocol> Reactor<P> {
                     self.accept(i, now);
                 }
             }
+            self.hand_back(hooks);
             self.report_load(hooks);
             if let Some(deadline) = self.drain_deadline {
                 if self.sockets.len() == 0 || now >= deadline {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Gives the connections released this turn to the hooks (one message for all).
+    fn hand_back(&mut self, hooks: &mut dyn Hooks) {
+        if self.leaving.is_empty() {
+            return;
+        }
+        let conns = std::mem::take(&mut self.leaving);
+        let n = conns.len();
+        if let Err(e) = hooks.hand_back(conns) {
+            tracing::debug!("could not hand back {n} idle connections ({e}): closed");
         }
     }
 
@@ -161,7 +181,7 @@ impl<P: Protocol> Reactor<P> {
     ) -> io::Result<Next> {
         for news in inbound.drain(..) {
             match news {
-                Inbound::Disconnect => self.drain(now),
+                Inbound::Disconnect => self.drain(now, hooks.can_hand_back()),
                 Inbound::Connections(streams) => {
                     // This process holds them now: the primary may close its copies before
                     // they are served (which may happen right away, below).
@@ -169,7 +189,14 @@ impl<P: Protocol> Reactor<P> {
                     for stream in streams {
                         stream.set_nonblocking(true)?;
                         let peer = stream.peer_addr().ok();
-                        self.add(TcpStream::from_std(stream), peer, true, now);
+                        self.add(TcpStream::from_std(stream), peer, true, Vec::new(), now);
+                    }
+                }
+                Inbound::Adopt(conns) => {
+                    for (stream, input) in conns {
+                        stream.set_nonblocking(true)?;
+                        let peer = stream.peer_addr().ok();
+                        self.add(TcpStream::from_std(stream), peer, true, input, now);
                     }
                 }
                 Inbound::Closed => return Ok(Next::Exit),
@@ -186,17 +213,22 @@ impl<P: Protocol> Reactor<P> {
                 .acceptor
                 .accept(listener, open, max, now, self.config.accept_backoff)
             {
-                Accepted::Stream(stream, peer) => self.add(stream, Some(peer), false, now),
+                Accepted::Stream(stream, peer) => {
+                    self.add(stream, Some(peer), false, Vec::new(), now)
+                }
                 Accepted::Done => return,
             }
         }
     }
 
+    /// Serves a new connection: accepted here, handed over by the primary, or adopted from a
+    /// draining worker with the `input` it had read.
     fn add(
         &mut self,
         stream: TcpStream,
         peer: Option<std::net::SocketAddr>,
         handed_over: bool,
+        input: Vec<u8>,
         now: Instant,
     ) {
         let token = Token(self.sockets.vacant_key());
@@ -205,7 +237,9 @@ impl<P: Protocol> Reactor<P> {
         let key = self.sockets.insert(socket);
         // Read before registering: the request is usually there already, and a connection
         // answered and closed in this read never costs an epoll_ctl or a wake-up.
-        if self.drain_deadline.is_some() {
+        if !input.is_empty() {
+            self.with(key, now, |s, cx| s.on_adopted(input, cx));
+        } else if self.drain_deadline.is_some() && !self.handing_back {
             // A hand-off raced with the drain: treat it like the connections already open.
             self.with(key, now, |s, cx| s.on_drain(cx));
         } else {
@@ -250,6 +284,11 @@ impl<P: Protocol> Reactor<P> {
             max_pending_output: self.config.max_pending_output,
         };
         match f(socket, &mut cx) {
+            Status::Open if self.handing_back && socket.handover() == Handover::Now => {
+                if let Some(socket) = self.sockets.remove(key) {
+                    self.leaving.push(socket.release(self.poll.registry()));
+                }
+            }
             Status::Open => self.schedule_for(key),
             Status::Closed => {
                 if let Some(socket) = self.sockets.remove(key) {
@@ -291,15 +330,28 @@ impl<P: Protocol> Reactor<P> {
         }
     }
 
-    /// Stop accepting and let every connection finish what it is doing.
-    fn drain(&mut self, now: Instant) {
+    /// Stop accepting and let every connection finish what it is doing. With `hand_back`,
+    /// connections whose protocol can move are not told: each leaves for another worker as
+    /// soon as it is idle (at once for most), the others drain as usual.
+    fn drain(&mut self, now: Instant, hand_back: bool) {
         if self.drain_deadline.is_some() {
             return;
         }
         self.acceptor.close(self.poll.registry());
         self.drain_deadline = Some(now + self.config.drain_timeout);
+        self.handing_back = hand_back;
         for key in 0..self.sockets.bound() {
-            self.with(key, now, |s, cx| s.on_drain(cx));
+            let movable = hand_back
+                && self
+                    .sockets
+                    .get_mut(key)
+                    .is_some_and(|s| s.handover() != Handover::Never);
+            if movable {
+                // No callback needed: `with` releases it if it is idle now.
+                self.with(key, now, |_, _| Status::Open);
+            } else {
+                self.with(key, now, |s, cx| s.on_drain(cx));
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::protocol::{Connection, Flow};
+use crate::protocol::{Connection, Flow, Handover};
 
 /// The loop's shared scratch space: one read buffer and one output buffer for all connections.
 pub(super) struct Buffers {
@@ -216,6 +216,45 @@ impl<C: Connection> Socket<C> {
         }
         let flow = self.proto.on_drain(&mut cx.bufs.out);
         self.after(flow, cx)
+    }
+
+    /// Whether this connection can leave the loop now (see [`Handover`]): never while it
+    /// is closing anyway, later while output waits for the peer.
+    pub(super) fn handover(&self) -> Handover {
+        if self.closing || self.eof {
+            return Handover::Never;
+        }
+        match self.proto.handover() {
+            Handover::Now if !self.output.is_empty() || self.paused => Handover::Later,
+            h => h,
+        }
+    }
+
+    /// Gives the socket up (to another process): off the poll, with the bytes read and not
+    /// consumed. The caller sends it on.
+    pub(super) fn release(mut self, registry: &Registry) -> (std::net::TcpStream, Vec<u8>) {
+        if self.registered {
+            // Another copy of the fd will live on: the registration would outlive ours.
+            let _ = registry.deregister(&mut self.stream);
+        }
+        (self.stream.into(), self.input)
+    }
+
+    /// A connection given back by a draining worker, with the bytes it had read: the
+    /// protocol sees them as if they had just arrived, then the socket is read as usual.
+    pub(super) fn on_adopted(&mut self, input: Vec<u8>, cx: &mut Ctx<'_>) -> Status {
+        if !input.is_empty() {
+            self.input = input;
+            let step = self.proto.on_read(&self.input, &mut cx.bufs.out, cx.now);
+            self.input.drain(..step.consumed.min(self.input.len()));
+            if self.input.is_empty() {
+                self.input = Vec::new();
+            }
+            if self.after(step.flow, cx) == Status::Closed {
+                return Status::Closed;
+            }
+        }
+        self.on_readable(cx)
     }
 
     /// Send what the protocol produced, then act on its verdict.

@@ -13,7 +13,7 @@ use super::chunked::{self, Decoded};
 use super::parse::{self, Framing, Head};
 use super::response::{self, Persist};
 use super::{Error, Handler, Limits, Request, Response};
-use crate::protocol::{Connection, Flow, Step};
+use crate::protocol::{Connection, Flow, Handover, Step};
 
 /// Header slots kept on the stack; a larger `max_headers` parses into a heap array.
 const INLINE_HEADERS: usize = 64;
@@ -244,6 +244,17 @@ impl<H: Handler> Connection for Conn<H> {
             State::Idle { fresh: true, .. } | State::Head { .. } | State::Body { .. } => {
                 Flow::Continue
             }
+        }
+    }
+
+    fn handover(&self) -> Handover {
+        match self.state {
+            // Between requests, or a head still arriving (its bytes are unconsumed input, so
+            // they travel with the socket): a worker of the same handler takes over.
+            State::Idle { .. } | State::Head { .. } => Handover::Now,
+            // A body is on its way (or `100 Continue` was sent for it): finish this request
+            // here first.
+            State::Body { .. } => Handover::Later,
         }
     }
 }

@@ -31,7 +31,7 @@ impl Decode for ToPrimary {
         ToPrimary::decode(kind, payload)
     }
     fn fds(&self) -> usize {
-        0
+        ToPrimary::fds(self)
     }
 }
 

@@ -19,6 +19,9 @@ pub(crate) enum ToPrimary {
     Took(u32),
     /// The worker holds `n` open connections.
     Load(u32),
+    /// The draining worker gives back connections idle between exchanges, each with the
+    /// bytes it read and did not consume; carries one fd per entry, in order.
+    HandBack(Vec<Vec<u8>>),
 }
 
 /// From the primary to a worker.
@@ -32,10 +35,14 @@ pub(crate) enum ToWorker {
     Message(Vec<u8>),
     /// Listening on `addr` works by hand-off: the primary accepts and sends connections.
     ListenHandoff { req: u32, addr: String },
-    /// Stop accepting, finish in-flight work and exit.
-    Disconnect,
+    /// Stop accepting, finish in-flight work and exit. `hand_back`: give idle connections
+    /// back ([`ToPrimary::HandBack`]) instead of closing them: another worker takes them.
+    Disconnect { hand_back: bool },
     /// `n` handed-over connections; carries `n` fds.
     Connections(u32),
+    /// Connections another worker gave back while draining, each with the bytes it had read
+    /// and not consumed; carries one fd per entry, in order.
+    Adopt(Vec<Vec<u8>>),
 }
 
 mod kind {
@@ -46,12 +53,14 @@ mod kind {
     pub const MESSAGE: u8 = 5;
     pub const TOOK: u8 = 6;
     pub const LOAD: u8 = 7;
+    pub const HAND_BACK: u8 = 8;
     pub const LISTEN_OK: u8 = 101;
     pub const LISTEN_ERR: u8 = 102;
     pub const W_MESSAGE: u8 = 103;
     pub const DISCONNECT: u8 = 104;
     pub const CONNECTIONS: u8 = 105;
     pub const LISTEN_HANDOFF: u8 = 106;
+    pub const ADOPT: u8 = 107;
 }
 
 /// Appends a frame header and returns the position of its length field.
@@ -97,6 +106,15 @@ impl<'a> Cursor<'a> {
         String::from_utf8(self.bytes()?.to_vec())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "IPC string is not UTF-8"))
     }
+    /// A count followed by that many byte strings (each no longer than what is left).
+    fn byte_list(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let n = self.u32()? as usize;
+        // Each entry takes at least its 4-byte length: a count beyond that is a lie.
+        if n > self.0.len() / 4 {
+            return Err(short());
+        }
+        (0..n).map(|_| self.bytes().map(<[u8]>::to_vec)).collect()
+    }
     fn end(self) -> io::Result<()> {
         if self.0.is_empty() {
             Ok(())
@@ -106,6 +124,13 @@ impl<'a> Cursor<'a> {
                 "IPC frame has trailing bytes",
             ))
         }
+    }
+}
+
+fn put_byte_list(out: &mut Vec<u8>, list: &[Vec<u8>]) {
+    put_u32(out, list.len() as u32);
+    for b in list {
+        put_bytes(out, b);
     }
 }
 
@@ -155,6 +180,11 @@ impl ToPrimary {
                 put_u32(out, *n);
                 at
             }
+            ToPrimary::HandBack(inputs) => {
+                let at = begin(out, kind::HAND_BACK);
+                put_byte_list(out, inputs);
+                at
+            }
         };
         finish(out, at);
     }
@@ -173,6 +203,7 @@ impl ToPrimary {
             kind::MESSAGE => return Ok(ToPrimary::Message(payload.to_vec())),
             kind::TOOK => ToPrimary::Took(c.u32()?),
             kind::LOAD => ToPrimary::Load(c.u32()?),
+            kind::HAND_BACK => ToPrimary::HandBack(c.byte_list()?),
             k => return Err(unknown(k)),
         };
         c.end()?;
@@ -207,10 +238,19 @@ impl ToWorker {
                 put_bytes(out, addr.as_bytes());
                 at
             }
-            ToWorker::Disconnect => begin(out, kind::DISCONNECT),
+            ToWorker::Disconnect { hand_back } => {
+                let at = begin(out, kind::DISCONNECT);
+                out.push(u8::from(*hand_back));
+                at
+            }
             ToWorker::Connections(n) => {
                 let at = begin(out, kind::CONNECTIONS);
                 put_u32(out, *n);
+                at
+            }
+            ToWorker::Adopt(inputs) => {
+                let at = begin(out, kind::ADOPT);
+                put_byte_list(out, inputs);
                 at
             }
         };
@@ -220,6 +260,17 @@ impl ToWorker {
     /// Decodes a frame's kind and payload.
     pub(crate) fn decode(kind: u8, payload: &[u8]) -> io::Result<Self> {
         let mut c = Cursor(payload);
+        if kind == kind::DISCONNECT {
+            // An empty payload is a primary from before hand-back: close, as it expects.
+            return match payload {
+                [] | [0] => Ok(ToWorker::Disconnect { hand_back: false }),
+                [1] => Ok(ToWorker::Disconnect { hand_back: true }),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "IPC disconnect frame has a bad payload",
+                )),
+            };
+        }
         let msg = match kind {
             kind::LISTEN_OK => ToWorker::ListenOk { req: c.u32()? },
             kind::LISTEN_ERR => ToWorker::ListenErr {
@@ -232,8 +283,8 @@ impl ToWorker {
                 req: c.u32()?,
                 addr: c.string()?,
             },
-            kind::DISCONNECT => ToWorker::Disconnect,
             kind::CONNECTIONS => ToWorker::Connections(c.u32()?),
+            kind::ADOPT => ToWorker::Adopt(c.byte_list()?),
             k => return Err(unknown(k)),
         };
         c.end()?;
@@ -245,6 +296,17 @@ impl ToWorker {
         match self {
             ToWorker::ListenOk { .. } => 1,
             ToWorker::Connections(n) => *n as usize,
+            ToWorker::Adopt(inputs) => inputs.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl ToPrimary {
+    /// How many fds travel with this message.
+    pub(crate) fn fds(&self) -> usize {
+        match self {
+            ToPrimary::HandBack(inputs) => inputs.len(),
             _ => 0,
         }
     }
@@ -275,6 +337,7 @@ mod tests {
             ToPrimary::Message(b"hi\0there".to_vec()),
             ToPrimary::Took(3),
             ToPrimary::Load(12),
+            ToPrimary::HandBack(vec![vec![], b"GET / HT".to_vec()]),
         ];
         for m in up {
             let mut buf = Vec::new();
@@ -290,8 +353,10 @@ mod tests {
                 text: "address in use".into(),
             },
             ToWorker::Message(vec![]),
-            ToWorker::Disconnect,
+            ToWorker::Disconnect { hand_back: false },
+            ToWorker::Disconnect { hand_back: true },
             ToWorker::Connections(4),
+            ToWorker::Adopt(vec![b"x".to_vec()]),
             ToWorker::ListenHandoff {
                 req: 3,
                 addr: "127.0.0.1:9".into(),
@@ -312,5 +377,9 @@ mod tests {
         assert!(ToPrimary::decode(1, &[0]).is_err());
         assert!(ToPrimary::decode(200, &[]).is_err());
         assert!(ToWorker::decode(102, &[0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xff, 0xfe]).is_err());
+        // A count of entries the payload cannot hold.
+        assert!(ToPrimary::decode(8, &[255, 255, 255, 255]).is_err());
+        assert!(ToWorker::decode(107, &[2, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(ToWorker::decode(104, &[1, 0]).is_err());
     }
 }

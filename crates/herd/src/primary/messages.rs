@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -74,6 +74,7 @@ impl Primary {
         }
         for r in got {
             match r {
+                Received::Message(ToPrimary::HandBack(inputs), fds) => self.adopt(id, inputs, fds),
                 Received::Message(m, _) => self.on_message(id, m),
                 Received::Oversized(n) => tracing::warn!(
                     worker = id,
@@ -148,6 +149,63 @@ impl Primary {
             ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
             ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
             ToPrimary::Load(n) => self.with_dispatch(|d, ctx| d.load(id, n as usize, ctx)),
+            ToPrimary::HandBack(inputs) => self.adopt(id, inputs, Vec::new()),
+        }
+    }
+
+    /// Workers other than `from` that can adopt connections: serving, and staying.
+    pub(super) fn adopters(&self, from: u32) -> impl Iterator<Item = u32> + '_ {
+        self.live
+            .iter()
+            .filter(move |(id, l)| {
+                **id != from
+                    && l.listened
+                    && l.ready
+                    && l.channel.is_some()
+                    && !l.handle.exited_after_disconnect()
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// Draining worker `from` gave back idle connections (`fds`, each with the bytes it had
+    /// read): they go to its slot's successor (a reload), else across the workers that
+    /// stay (a scale-down, a disconnect). With no one to take them they close, as they
+    /// would have in the worker.
+    fn adopt(&mut self, from: u32, inputs: Vec<Vec<u8>>, fds: Vec<OwnedFd>) {
+        let successor = self
+            .live
+            .get(&from)
+            .and_then(|l| self.slots.get(&l.handle.slot()))
+            .and_then(|s| s.current);
+        let mut takers: Vec<u32> = self.adopters(from).collect();
+        if let Some(s) = successor.filter(|s| takers.contains(s)) {
+            takers = vec![s];
+        }
+        if takers.is_empty() {
+            tracing::debug!(
+                worker = from,
+                "no worker to adopt {} connections",
+                fds.len()
+            );
+            return;
+        }
+        takers.sort_unstable();
+        let mut each: Vec<(Vec<Vec<u8>>, Vec<OwnedFd>)> =
+            (0..takers.len()).map(|_| Default::default()).collect();
+        for (input, fd) in inputs.into_iter().zip(fds) {
+            let i = self.adopt_turn % takers.len();
+            self.adopt_turn = self.adopt_turn.wrapping_add(1);
+            each[i].0.push(input);
+            each[i].1.push(fd);
+        }
+        for (to, (inputs, fds)) in takers.into_iter().zip(each) {
+            if fds.is_empty() {
+                continue;
+            }
+            let n = fds.len();
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            self.send(to, &ToWorker::Adopt(inputs), &borrowed);
+            tracing::debug!(from, to, n, "connections adopted");
         }
     }
 

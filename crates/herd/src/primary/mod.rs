@@ -121,6 +121,8 @@ pub(crate) struct Primary {
     reload: Option<Reload>,
     stop: Option<Stop>,
     fatal: Option<Error>,
+    /// Turns over the workers that adopt given-back connections when no successor is there.
+    adopt_turn: usize,
     /// SIGCHLD arrived since the last reap: some worker may have exited.
     child_exited: bool,
     /// The initial workers were started: a failed start is no longer fatal.
@@ -153,6 +155,7 @@ impl Primary {
             reload: None,
             stop: None,
             fatal: None,
+            adopt_turn: 0,
             child_exited: false,
             started: false,
         })
@@ -342,7 +345,9 @@ impl Primary {
         live.handle.mark_asked_to_leave();
         live.kill_at.get_or_insert(deadline);
         self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
-        self.send(id, &ToWorker::Disconnect, &[]);
+        // Its idle keep-alive connections go to a worker that stays, if one does.
+        let hand_back = self.stop.is_none() && self.adopters(id).next().is_some();
+        self.send(id, &ToWorker::Disconnect { hand_back }, &[]);
     }
 
     fn kill(&mut self, id: u32, signal: i32) {

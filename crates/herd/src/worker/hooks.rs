@@ -4,12 +4,13 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{OnMessage, WorkerEvent, WorkerSender};
 use crate::event_loop::{Hooks, Inbound};
 use crate::ipc::{Channel, Received, ToPrimary, ToWorker};
+use crate::primary::MAX_FDS_PER_FRAME;
 
 /// The least time between two load reports.
 const LOAD_EVERY: Duration = Duration::from_millis(20);
@@ -20,6 +21,9 @@ pub(super) struct WorkerHooks {
     pub(super) on_message: Option<OnMessage>,
     pub(super) early: Vec<WorkerEvent>,
     pub(super) early_conns: Vec<TcpStream>,
+    pub(super) early_adopted: Vec<(TcpStream, Vec<u8>)>,
+    /// The primary's last disconnect request asked for idle connections back.
+    pub(super) hand_back: bool,
     pub(super) report_load: bool,
     pub(super) last_load: Option<(Instant, usize)>,
     /// The addresses this worker serves (its own listeners and hand-off addresses alike).
@@ -50,11 +54,21 @@ impl Hooks for WorkerHooks {
         if !self.early_conns.is_empty() {
             inbound.push(Inbound::Connections(std::mem::take(&mut self.early_conns)));
         }
+        if !self.early_adopted.is_empty() {
+            inbound.push(Inbound::Adopt(std::mem::take(&mut self.early_adopted)));
+        }
         let open = self.channel.fill()?;
         while let Some(r) = self.channel.next::<ToWorker>() {
             match r {
                 Received::Message(ToWorker::Message(m), _) => self.message(&m),
-                Received::Message(ToWorker::Disconnect, _) => inbound.push(Inbound::Disconnect),
+                Received::Message(ToWorker::Disconnect { hand_back }, _) => {
+                    self.hand_back = hand_back;
+                    inbound.push(Inbound::Disconnect);
+                }
+                Received::Message(ToWorker::Adopt(inputs), fds) => {
+                    let conns = fds.into_iter().map(TcpStream::from).zip(inputs).collect();
+                    inbound.push(Inbound::Adopt(conns));
+                }
                 Received::Message(ToWorker::Connections(_), fds) => {
                     let streams = fds.into_iter().map(TcpStream::from);
                     // Frames read together are registered and acknowledged together.
@@ -88,6 +102,38 @@ impl Hooks for WorkerHooks {
         if let Some((_, last)) = self.last_load.as_mut() {
             *last = usize::MAX;
         }
+    }
+
+    fn can_hand_back(&self) -> bool {
+        self.hand_back
+    }
+
+    fn hand_back(&mut self, mut conns: Vec<(TcpStream, Vec<u8>)>) -> io::Result<()> {
+        // Frames stay well under the IPC limit (the primary discards larger ones, fds and
+        // all) and under the kernel's limit of fds per message. A connection whose unread
+        // bytes alone would not fit closes here instead (a head that large is an abuse).
+        let budget = self.sender.max_message() / 2;
+        conns.retain(|(_, input)| input.len() + 4 <= budget);
+        let mut rest = conns.as_slice();
+        while !rest.is_empty() {
+            let mut bytes = 0;
+            let n = rest
+                .iter()
+                .take(MAX_FDS_PER_FRAME)
+                .take_while(|(_, input)| {
+                    bytes += input.len() + 4;
+                    bytes <= budget
+                })
+                .count();
+            let (batch, after) = rest.split_at(n);
+            rest = after;
+            let inputs = batch.iter().map(|(_, input)| input.clone()).collect();
+            let fds: Vec<_> = batch.iter().map(|(s, _)| s.as_fd()).collect();
+            self.sender
+                .frame_with(&ToPrimary::HandBack(inputs), &fds)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn load(&mut self, open: usize) {

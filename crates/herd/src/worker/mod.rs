@@ -6,7 +6,7 @@ mod hooks;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::FromRawFd;
+use std::os::fd::{BorrowedFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,11 +112,21 @@ impl WorkerSender {
     }
 
     pub(crate) fn frame(&self, msg: &ToPrimary) -> Result<()> {
+        self.frame_with(msg, &[])
+    }
+
+    /// Sends `msg` with `fds` attached (as many as `msg` says it carries).
+    pub(crate) fn frame_with(&self, msg: &ToPrimary, fds: &[BorrowedFd<'_>]) -> Result<()> {
         let mut frame = Vec::new();
         msg.encode(&mut frame);
         let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        ipc::channel::send_blocking(&stream, &frame, &[])
+        ipc::channel::send_blocking(&stream, &frame, fds)
             .map_err(|e| Error::new(ErrorKind::NotConnected, format!("the primary is gone: {e}")))
+    }
+
+    /// The IPC limit on one message's payload.
+    pub(crate) fn max_message(&self) -> usize {
+        self.max_message
     }
 }
 
@@ -128,6 +138,9 @@ pub struct Worker {
     next_req: u32,
     early: VecDeque<WorkerEvent>,
     early_conns: Vec<TcpStream>,
+    early_adopted: Vec<(TcpStream, Vec<u8>)>,
+    /// The last disconnect request asked for idle connections back.
+    hand_back: bool,
     on_message: Option<OnMessage>,
 }
 
@@ -185,6 +198,8 @@ impl Worker {
             next_req: 1,
             early: VecDeque::new(),
             early_conns: Vec::new(),
+            early_adopted: Vec::new(),
+            hand_back: false,
             on_message: None,
         })
     }
@@ -317,12 +332,16 @@ impl Worker {
             Received::Message(ToWorker::Message(m), _) => {
                 self.early.push_back(WorkerEvent::Message(m))
             }
-            Received::Message(ToWorker::Disconnect, _) => {
+            Received::Message(ToWorker::Disconnect { hand_back }, _) => {
+                self.hand_back = hand_back;
                 self.early.push_back(WorkerEvent::Disconnect)
             }
             Received::Message(ToWorker::Connections(_), fds) => self
                 .early_conns
                 .extend(fds.into_iter().map(TcpStream::from)),
+            Received::Message(ToWorker::Adopt(inputs), fds) => self
+                .early_adopted
+                .extend(fds.into_iter().map(TcpStream::from).zip(inputs)),
             other => tracing::debug!("ignored IPC message: {other:?}"),
         }
     }
@@ -385,6 +404,8 @@ impl Worker {
             on_message: self.on_message,
             early: self.early.into(),
             early_conns: self.early_conns,
+            early_adopted: self.early_adopted,
+            hand_back: self.hand_back,
             report_load: self.env.report_load,
             last_load: None,
             announce,
