@@ -65,6 +65,9 @@ fn main() {
     if let Some(cpus) = var("FIX_CPUS") {
         cluster = cluster.cpus(cpus.split(',').map(|c| c.parse::<usize>().unwrap()));
     }
+    if let Some(list) = var("FIX_LISTEN_ON") {
+        cluster = cluster.listen_on(list.split(','));
+    }
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
     }
@@ -189,6 +192,9 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
         };
         worker.listening(listener.local_addr()?)?;
         std::thread::spawn(move || serve(listener, id));
+        if let Some(extra) = var("FIX_EXTRA") {
+            try_extra(&mut worker, &extra)?;
+        }
     }
     if mode == "hang" {
         // Never reads IPC again: only SIGKILL ends it.
@@ -233,6 +239,29 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
             Err(_) => std::process::exit(0),
         }
     }
+}
+
+/// `FIX_EXTRA`: asks the primary for more listeners (`FIX_EXTRA_REPEAT` rounds over the
+/// comma-separated addresses) and reports `extra ok=N refused=M last=<error>` as a message.
+fn try_extra(worker: &mut herd::Worker, extra: &str) -> herd::Result<()> {
+    let rounds: usize = var("FIX_EXTRA_REPEAT").map_or(1, |v| v.parse().unwrap());
+    let (mut ok, mut refused, mut last) = (0, 0, String::new());
+    let mut kept = Vec::new();
+    for _ in 0..rounds {
+        for addr in extra.split(',') {
+            match worker.listen(addr) {
+                Ok(l) => {
+                    ok += 1;
+                    kept.push(l);
+                }
+                Err(e) => {
+                    refused += 1;
+                    last = format!("{:?} errno={:?} {e}", e.kind(), e.raw_os_error());
+                }
+            }
+        }
+    }
+    worker.send(format!("extra ok={ok} refused={refused} last={last}").as_bytes())
 }
 
 /// Answers every connection with one line about this worker, then closes it.

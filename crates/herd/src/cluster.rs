@@ -51,6 +51,7 @@ pub struct Cluster {
     on_event: Option<primary::OnEvent>,
     dispatch: Option<Box<dyn Dispatch>>,
     cpus: Option<Vec<usize>>,
+    listen_on: Option<Vec<String>>,
     poll: Option<(
         Poll,
         PrimaryHandle,
@@ -107,6 +108,7 @@ impl Cluster {
             on_event: None,
             dispatch: None,
             cpus: None,
+            listen_on: None,
             poll: None,
         }
     }
@@ -184,6 +186,28 @@ impl Cluster {
     /// [`Cluster::run`] fails with [`ErrorKind::Config`] when one is not available.
     pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The only addresses workers may listen on ([`Worker::listen`], [`Worker::bind`],
+    /// [`Worker::serve_http`]); a request for any other gets [`ErrorKind::Listen`] (EPERM)
+    /// back in the worker and creates no socket. Give the addresses exactly as workers ask
+    /// for them (`"0.0.0.0:8000"`, `"127.0.0.1:0"`).
+    ///
+    /// Default: the addresses the cluster's first workers ask for until the first of them
+    /// reports it is listening (as [`Worker::serve`] does, for all its addresses at once);
+    /// the set is fixed from then on, so a worker started later (or a compromised one)
+    /// cannot open new ports through the primary. Either way each worker may make at most
+    /// 64 listen requests.
+    ///
+    /// [`Cluster::run`] fails with [`ErrorKind::Config`] when one is not an IP address and
+    /// port.
+    pub fn listen_on<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.listen_on = Some(addrs.into_iter().map(Into::into).collect());
         self
     }
 
@@ -313,8 +337,27 @@ impl Cluster {
             reload_batch: self.reload_batch,
             backoff: self.backoff,
             dispatch: self.dispatch.take(),
+            allowed: primary::Allowed::new(self.allowed_addrs()?),
         };
         primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run()
+    }
+
+    /// [`Cluster::listen_on`]'s addresses, parsed.
+    fn allowed_addrs(&self) -> Result<Option<Vec<std::net::SocketAddr>>> {
+        let Some(list) = &self.listen_on else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("listen_on: {a:?} is not an IP address and port (like \"0.0.0.0:8000\" or \"[::1]:8000\")"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     fn spawn_settings(&self) -> Result<SpawnSettings> {

@@ -10,6 +10,7 @@
 //! plumbing), `reload`, `scale`, `stop`, `slots`, `spawn`, `backoff`, `dispatch` (the hook
 //! for hand-off policies) and `handle` (what the user holds).
 
+mod allow;
 mod backoff;
 mod dispatch;
 mod handle;
@@ -33,6 +34,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
+pub(crate) use allow::Allowed;
 pub(crate) use backoff::Backoff;
 use dispatch::DISPATCH_BASE;
 pub(crate) use dispatch::MAX_FDS_PER_FRAME;
@@ -59,6 +61,8 @@ pub(crate) struct Config {
     pub workers: usize,
     pub spawn: SpawnSettings,
     pub listeners: Listeners,
+    /// The addresses workers may listen on.
+    pub allowed: Allowed,
     pub shutdown_timeout: Duration,
     pub wait_ready: bool,
     pub ready_timeout: Duration,
@@ -77,6 +81,8 @@ struct Live {
     ready: bool,
     listened: bool,
     listen_error: Option<String>,
+    /// Listen requests made so far (bounded: see `allow`).
+    listen_requests: u32,
     kill_at: Option<Instant>,
     /// SIGKILL was sent (a zombie not reaped yet still accepts another one: count it once).
     killed: bool,
@@ -304,6 +310,7 @@ impl Primary {
                 ready: false,
                 listened: false,
                 listen_error: None,
+                listen_requests: 0,
                 kill_at: None,
                 killed: false,
             },
