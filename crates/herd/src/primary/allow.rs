@@ -87,10 +87,12 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// (configured, stop learning before, address, requests so far, allowed)
+    type Case = (Option<&'static [&'static str]>, bool, &'static str, u32, bool);
+
     #[test]
     fn the_rule_in_a_table() {
-        // (configured, stop learning before, address, requests so far, allowed)
-        let cases: &[(Option<&[&str]>, bool, &str, u32, bool)] = &[
+        let cases: &[Case] = &[
             (Some(&["127.0.0.1:80"]), false, "127.0.0.1:80", 1, true),
             (Some(&["127.0.0.1:80"]), false, "127.0.0.1:81", 1, false),
             (Some(&["127.0.0.1:80"]), false, "127.0.0.1:80", 65, false),
