@@ -202,6 +202,11 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+    if mode == "spawn-sleep" {
+        // A program this worker starts: its signal dispositions are what the test checks.
+        let child = std::process::Command::new("sleep").arg("30").spawn()?;
+        worker.send(format!("child pid={}", child.id()).as_bytes())?;
+    }
     if mode == "hello" {
         worker.send(format!("hello from {id}").as_bytes())?;
     }

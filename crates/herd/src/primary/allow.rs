@@ -88,7 +88,13 @@ mod tests {
     }
 
     /// (configured, stop learning before, address, requests so far, allowed)
-    type Case = (Option<&'static [&'static str]>, bool, &'static str, u32, bool);
+    type Case = (
+        Option<&'static [&'static str]>,
+        bool,
+        &'static str,
+        u32,
+        bool,
+    );
 
     #[test]
     fn the_rule_in_a_table() {
