@@ -42,6 +42,9 @@ fn main() {
     if let Some(n) = var("FIX_MAX_MESSAGE") {
         cluster = cluster.max_message_bytes(n.parse().unwrap());
     }
+    if let Some(exec) = var("FIX_EXEC") {
+        cluster = cluster.exec(exec);
+    }
     if let Some(dir) = var("FIX_CWD") {
         cluster = cluster.cwd(dir);
     }

@@ -81,11 +81,16 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// The CPUs this process may use (at least one).
+fn one_per_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Cluster {
     /// A cluster with the defaults documented on each setter.
     pub fn new() -> Cluster {
         Cluster {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: one_per_cpu(),
             exec: None,
             args: None,
             cwd: None,
@@ -113,7 +118,9 @@ impl Cluster {
         }
     }
 
-    /// How many workers. Default: the available parallelism (CPUs this process may use).
+    /// How many workers. `0` means one per CPU this process may use, as PM2's `instances: 0`
+    /// does (so a `WORKERS=0` setting means "as many as the machine has"). Default: one per
+    /// CPU (the available parallelism).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -322,7 +329,10 @@ impl Cluster {
         self.ensure_poll()?;
         let (poll, handle, rx) = self.poll.take().expect("created above");
         let cfg = primary::Config {
-            workers: self.workers,
+            workers: match self.workers {
+                0 => one_per_cpu(),
+                n => n,
+            },
             spawn,
             listeners: Listeners::new(
                 self.policy,

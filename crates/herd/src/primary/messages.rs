@@ -113,6 +113,8 @@ impl Primary {
         let h = live.handle.clone();
         match msg {
             ToPrimary::Online => {
+                live.online = true;
+                self.connected_once = true;
                 h.set_state(WorkerState::Online);
                 tracing::info!(worker = id, pid = h.pid(), "worker online");
                 self.emit(Event::Online(h));
@@ -171,7 +173,9 @@ impl Primary {
                 }),
             Err(_) => Err(crate::listen::ListenError {
                 errno: libc::EINVAL,
-                text: format!("{addr:?} is not an IP address and port"),
+                text: format!(
+                    "cannot listen on {addr}: give an IP address and port, like 0.0.0.0:8000"
+                ),
             }),
         };
         if self.cfg.listeners.handoff() {

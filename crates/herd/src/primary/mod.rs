@@ -19,6 +19,7 @@ mod reload;
 mod scale;
 mod slots;
 pub(crate) mod spawn;
+mod startup;
 mod stop;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -80,6 +81,8 @@ struct Live {
     started: Instant,
     ready: bool,
     listened: bool,
+    /// The worker connected its IPC channel (sent Online).
+    online: bool,
     listen_error: Option<String>,
     /// Listen requests made so far (bounded: see `allow`).
     listen_requests: u32,
@@ -131,6 +134,8 @@ pub(crate) struct Primary {
     child_exited: bool,
     /// The initial workers were started: a failed start is no longer fatal.
     started: bool,
+    /// Some worker connected once: the program is a herd program (see `startup`).
+    connected_once: bool,
 }
 
 impl Primary {
@@ -161,6 +166,7 @@ impl Primary {
             fatal: None,
             child_exited: false,
             started: false,
+            connected_once: false,
         })
     }
 
@@ -177,10 +183,6 @@ impl Primary {
             self.start(slot, false);
         }
         self.started = true;
-        if self.cfg.workers == 0 {
-            tracing::info!("no workers configured: nothing to supervise");
-            return Ok(());
-        }
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = self
@@ -309,6 +311,7 @@ impl Primary {
                 started: Instant::now(),
                 ready: false,
                 listened: false,
+                online: false,
                 listen_error: None,
                 listen_requests: 0,
                 kill_at: None,
@@ -449,6 +452,9 @@ impl Primary {
     /// Decides what a slot does after its worker exited.
     fn after_exit(&mut self, live: Live, exit: Exit) {
         let id = live.handle.id();
+        if !live.online && self.exited_unconnected(id, exit) {
+            return;
+        }
         let slot_no = live.handle.slot();
         let stopping = self.stop.is_some();
         let Some(slot) = self.slots.get_mut(&slot_no) else {
@@ -520,6 +526,7 @@ impl Primary {
         let stop = self.stop.as_ref().map(|s| s.deadline);
         let dispatch = self.cfg.dispatch.as_ref().and_then(|d| d.deadline());
         restarts
+            .chain(self.connect_deadline())
             .chain(kills)
             .chain(reloads)
             .chain(stop)
@@ -529,6 +536,7 @@ impl Primary {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.connect_timers(now);
         if self
             .cfg
             .dispatch
