@@ -27,11 +27,14 @@ fn say(line: String) {
 fn main() {
     // Read before herd consumes it: the garbage mode writes raw bytes on the IPC socket.
     let raw_ipc_fd: Option<i32> = var("HERD_IPC_FD").and_then(|v| v.parse().ok());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    // FIX_NO_LOG: no tracing subscriber at all, as in the README's snippet.
+    if var("FIX_NO_LOG").is_none() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let mut cluster = Cluster::new().workers(var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap()));
     if let Some(t) = ms("FIX_SHUTDOWN_MS") {
         cluster = cluster.shutdown_timeout(t);
@@ -181,6 +184,11 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
     if mode == "too-large" {
         let e = worker.send(&vec![0u8; 1 << 21]).unwrap_err();
         worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
+    }
+    if let Some(n) = var("FIX_NOFILE") {
+        // A low descriptor limit, so that accept runs out (EMFILE).
+        let n: u64 = n.parse().unwrap();
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n).unwrap();
     }
     if mode == "http" {
         return serve_http(worker);

@@ -81,6 +81,16 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// A worker's `run` failed: say why in one line (unless the primary says it: a listen error
+/// it sent stops the cluster with that sentence) and exit 1. Returning the error would have
+/// `main` print it, in pieces that interleave with the other workers' lines.
+fn worker_failed(e: &Error) -> ! {
+    if e.kind() != ErrorKind::Listen {
+        crate::log::error(format_args!("{e}"));
+    }
+    std::process::exit(1)
+}
+
 /// The CPUs this process may use (at least one).
 fn one_per_cpu() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -312,7 +322,14 @@ impl Cluster {
 
     /// In the primary: starts the workers and supervises them until the cluster stops
     /// (SIGTERM/SIGINT or [`PrimaryHandle::stop`]). In a worker: connects to the primary and
-    /// runs `worker`; the process should exit when it returns.
+    /// runs `worker`; the process should exit when it returns `Ok`. When `worker` fails, the
+    /// worker process writes the error to stderr as one line (a listen error is reported by
+    /// the primary instead) and exits with status 1, so that several workers failing at once
+    /// do not garble each other's lines.
+    ///
+    /// Without a tracing subscriber, worker crashes, restarts and failed reloads still reach
+    /// stderr, one line each; install one (e.g. `tracing_subscriber::fmt().init()`) to see
+    /// every lifecycle event.
     ///
     /// # Errors
     /// In the primary: a setting that cannot work ([`ErrorKind::Config`]), workers that
@@ -323,7 +340,9 @@ impl Cluster {
         F: FnOnce(Worker) -> Result<()>,
     {
         if crate::is_worker() {
-            return worker(Worker::connect()?);
+            return Worker::connect()
+                .and_then(worker)
+                .map_err(|e| worker_failed(&e));
         }
         let spawn = self.spawn_settings()?;
         self.ensure_poll()?;

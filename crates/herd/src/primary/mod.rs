@@ -339,7 +339,10 @@ impl Primary {
             self.reload_failed(format!("{what}: {e}"));
         } else if let Some(s) = self.slots.get_mut(&slot) {
             let delay = s.crashed(Duration::ZERO, &self.cfg.backoff);
-            tracing::error!(slot, "{what}: {e}; retrying in {} ms", delay.as_millis());
+            crate::log::error(format_args!(
+                "{what} for slot {slot}: {e}; retrying in {} ms",
+                delay.as_millis()
+            ));
             s.restart_at = Some(Instant::now() + delay);
         }
     }
@@ -373,7 +376,9 @@ impl Primary {
             match sig {
                 SIGTERM | SIGINT => {
                     if self.stop.is_some() {
-                        tracing::warn!("second stop signal: killing every worker now");
+                        crate::log::warn(format_args!(
+                            "second stop signal: killing every worker now"
+                        ));
                         self.force_stop();
                     } else {
                         tracing::info!("stop signal: disconnecting every worker");
@@ -442,7 +447,11 @@ impl Primary {
             if h.exited_after_disconnect() || exit == Exit::Code(0) {
                 tracing::info!(worker = id, pid = h.pid(), %exit, "worker exited");
             } else {
-                tracing::warn!(worker = id, pid = h.pid(), %exit, "worker died");
+                crate::log::warn(format_args!(
+                    "worker {id} (pid {}, slot {}) died: {exit}",
+                    h.pid(),
+                    h.slot()
+                ));
             }
             self.emit(Event::Exit(h.clone(), exit));
             self.after_exit(live, exit);
@@ -470,8 +479,13 @@ impl Primary {
                 return;
             }
             if !live.handle.exited_after_disconnect() {
+                let why = live
+                    .listen_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 self.reload_failed(format!(
-                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready"
+                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}"
                 ));
             }
             self.keep_served(slot_no);
@@ -507,11 +521,10 @@ impl Primary {
             slot.crashed(live.started.elapsed(), &self.cfg.backoff)
         };
         if !delay.is_zero() {
-            tracing::warn!(
-                slot = slot_no,
-                "restarting slot in {} ms",
+            crate::log::warn(format_args!(
+                "restarting slot {slot_no} in {} ms",
                 delay.as_millis()
-            );
+            ));
         }
         slot.restart_at = Some(Instant::now() + delay);
     }
@@ -562,7 +575,10 @@ impl Primary {
         }
         for live in self.live.values_mut() {
             if live.kill_at.is_some_and(|t| t <= now) {
-                tracing::warn!(worker = live.handle.id(), "did not exit in time: SIGKILL");
+                crate::log::warn(format_args!(
+                    "worker {} did not exit in time: SIGKILL",
+                    live.handle.id()
+                ));
                 if live.sigkill() {
                     if let Some(stop) = self.stop.as_mut() {
                         stop.killed += 1;

@@ -86,7 +86,9 @@ impl Primary {
     }
 
     pub(super) fn reload_failed(&mut self, why: String) {
-        tracing::error!("reload stopped, the old workers keep serving: {why}");
+        crate::log::error(format_args!(
+            "reload stopped, the old workers keep serving: {why}"
+        ));
         if let Some(r) = self.reload.take() {
             for (slot, id, _) in r.active {
                 if let Some(s) = self.slots.get_mut(&slot) {
