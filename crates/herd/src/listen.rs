@@ -210,6 +210,14 @@ impl Listeners {
         Ok(socket.expect("created above").as_fd())
     }
 
+    /// The cluster is stopping: closes the primary's copy of every listener. A socket closes
+    /// (and new connections to it are refused) once the workers holding it have taken their
+    /// queue and closed theirs.
+    pub(crate) fn close_all(&mut self) {
+        self.groups.clear();
+        self.leaving.clear();
+    }
+
     /// `slot` is going away: steer new connections to the other slots.
     pub(crate) fn begin_remove_slot(&mut self, slot: usize) {
         self.leaving.insert(slot);

@@ -162,6 +162,10 @@ impl Primary {
             l.listen_requests
         });
         let parsed = match addr.parse::<SocketAddr>() {
+            Ok(a) if self.stop.is_some() => Err(crate::listen::ListenError {
+                errno: libc::ESHUTDOWN,
+                text: format!("refused to listen on {a}: the cluster is stopping"),
+            }),
             Ok(a) => self
                 .cfg
                 .allowed
