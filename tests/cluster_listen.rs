@@ -257,3 +257,44 @@ fn listen_on_allows_its_addresses_and_refuses_the_rest_with_one_line() {
         c.seen
     );
 }
+
+#[test]
+fn a_listener_the_new_build_no_longer_uses_is_closed_after_the_reload() {
+    let marker = std::env::temp_dir().join(format!("herd-gen-listen-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let old = free_port();
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "2"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("FIX_ADDR_OLD", &format!("127.0.0.1:{old}")),
+            ("FIX_GENERATION_FILE", marker.to_str().unwrap()),
+        ],
+        &[],
+    );
+    c.expect_n(2, 10 * SEC, "EV listening");
+    assert!(listening_ports().contains(&old));
+    std::fs::write(&marker, b"new").unwrap();
+    c.signal(libc::SIGHUP);
+    c.expect_n(2, 10 * SEC, "EV exit");
+    let deadline = Instant::now() + 5 * SEC;
+    while listening_ports().contains(&old) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&marker);
+    assert!(
+        !listening_ports().contains(&old),
+        "port {old} still listens after the reload; nothing serves it"
+    );
+    // The address the new build serves still works.
+    let addr: SocketAddr = c
+        .seen
+        .iter()
+        .rfind(|l| l.starts_with("EV listening"))
+        .and_then(|l| field(l, "addr"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fetch_line(addr).unwrap().starts_with("id="));
+}

@@ -201,6 +201,14 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
                 std::process::exit(1);
             }
         };
+        // FIX_ADDR_OLD: a second address only the first build serves (until
+        // FIX_GENERATION_FILE exists).
+        let old_build =
+            var("FIX_GENERATION_FILE").is_none_or(|f| !std::path::Path::new(&f).exists());
+        if let Some(old) = var("FIX_ADDR_OLD").filter(|_| old_build) {
+            let l = worker.listen(old.as_str())?;
+            std::thread::spawn(move || serve(l, id));
+        }
         worker.listening(listener.local_addr()?)?;
         std::thread::spawn(move || serve(listener, id));
         if let Some(extra) = var("FIX_EXTRA") {

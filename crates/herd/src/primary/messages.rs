@@ -185,18 +185,24 @@ impl Primary {
         if self.cfg.listeners.handoff() {
             return self.on_listen_handoff(id, req, parsed);
         }
-        let result = match parsed {
-            Ok(a) => self.cfg.listeners.get(a, slot).and_then(|fd| {
-                fd.try_clone_to_owned()
-                    .map_err(|e| crate::listen::ListenError {
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        text: format!("cannot pass the listener for {a}: {e}"),
-                    })
-            }),
-            Err(e) => Err(e),
-        };
+        let result = parsed.and_then(|a| {
+            let fd = self.cfg.listeners.get(a, slot)?;
+            fd.try_clone_to_owned()
+                .map(|fd| (a, fd))
+                .map_err(|e| crate::listen::ListenError {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    text: format!("cannot pass the listener for {a}: {e}"),
+                })
+        });
         match result {
-            Ok(fd) => self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()]),
+            Ok((a, fd)) => {
+                if let Some(live) = self.live.get_mut(&id) {
+                    if !live.asked.contains(&a) {
+                        live.asked.push(a);
+                    }
+                }
+                self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()])
+            }
             Err(e) => self.listen_failed(id, req, e),
         }
     }

@@ -86,6 +86,8 @@ struct Live {
     listen_error: Option<String>,
     /// Listen requests made so far (bounded: see `allow`).
     listen_requests: u32,
+    /// The addresses it was given listeners for (as requested).
+    asked: Vec<std::net::SocketAddr>,
     kill_at: Option<Instant>,
     /// SIGKILL was sent (a zombie not reaped yet still accepts another one: count it once).
     killed: bool,
@@ -314,6 +316,7 @@ impl Primary {
                 online: false,
                 listen_error: None,
                 listen_requests: 0,
+                asked: Vec::new(),
                 kill_at: None,
                 killed: false,
             },
