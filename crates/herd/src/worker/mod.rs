@@ -236,7 +236,9 @@ impl Worker {
     ///
     /// # Errors
     /// [`ErrorKind::Listen`] with the primary's sentence (e.g. address in use, permission
-    /// denied) and its errno in [`Error::raw_os_error`]; [`ErrorKind::Config`] when the
+    /// denied, an address that is not one, or EPERM for an address the cluster does not
+    /// serve: see [`crate::Cluster::listen_on`]) and its errno in [`Error::raw_os_error`];
+    /// [`ErrorKind::Config`] when the
     /// cluster hands connections over (use [`Worker::bind`] then).
     pub fn listen(&mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<TcpListener> {
         let l = self.bind(addr)?;
