@@ -10,6 +10,7 @@
 //! plumbing), `reload`, `scale`, `stop`, `slots`, `spawn`, `backoff`, `dispatch` (the hook
 //! for hand-off policies) and `handle` (what the user holds).
 
+mod allow;
 mod backoff;
 mod dispatch;
 mod handle;
@@ -18,6 +19,7 @@ mod reload;
 mod scale;
 mod slots;
 pub(crate) mod spawn;
+mod startup;
 mod stop;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -33,6 +35,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
+pub(crate) use allow::Allowed;
 pub(crate) use backoff::Backoff;
 use dispatch::DISPATCH_BASE;
 pub(crate) use dispatch::MAX_FDS_PER_FRAME;
@@ -59,6 +62,8 @@ pub(crate) struct Config {
     pub workers: usize,
     pub spawn: SpawnSettings,
     pub listeners: Listeners,
+    /// The addresses workers may listen on.
+    pub allowed: Allowed,
     pub shutdown_timeout: Duration,
     pub wait_ready: bool,
     pub ready_timeout: Duration,
@@ -76,7 +81,13 @@ struct Live {
     started: Instant,
     ready: bool,
     listened: bool,
+    /// The worker connected its IPC channel (sent Online).
+    online: bool,
     listen_error: Option<String>,
+    /// Listen requests made so far (bounded: see `allow`).
+    listen_requests: u32,
+    /// The addresses it was given listeners for (as requested).
+    asked: Vec<std::net::SocketAddr>,
     kill_at: Option<Instant>,
     /// SIGKILL was sent (a zombie not reaped yet still accepts another one: count it once).
     killed: bool,
@@ -127,6 +138,8 @@ pub(crate) struct Primary {
     child_exited: bool,
     /// The initial workers were started: a failed start is no longer fatal.
     started: bool,
+    /// Some worker connected once: the program is a herd program (see `startup`).
+    connected_once: bool,
 }
 
 impl Primary {
@@ -158,6 +171,7 @@ impl Primary {
             adopt_turn: 0,
             child_exited: false,
             started: false,
+            connected_once: false,
         })
     }
 
@@ -174,10 +188,6 @@ impl Primary {
             self.start(slot, false);
         }
         self.started = true;
-        if self.cfg.workers == 0 {
-            tracing::info!("no workers configured: nothing to supervise");
-            return Ok(());
-        }
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = self
@@ -306,7 +316,10 @@ impl Primary {
                 started: Instant::now(),
                 ready: false,
                 listened: false,
+                online: false,
                 listen_error: None,
+                listen_requests: 0,
+                asked: Vec::new(),
                 kill_at: None,
                 killed: false,
             },
@@ -332,7 +345,10 @@ impl Primary {
             self.reload_failed(format!("{what}: {e}"));
         } else if let Some(s) = self.slots.get_mut(&slot) {
             let delay = s.crashed(Duration::ZERO, &self.cfg.backoff);
-            tracing::error!(slot, "{what}: {e}; retrying in {} ms", delay.as_millis());
+            crate::log::error(format_args!(
+                "{what} for slot {slot}: {e}; retrying in {} ms",
+                delay.as_millis()
+            ));
             s.restart_at = Some(Instant::now() + delay);
         }
     }
@@ -368,7 +384,9 @@ impl Primary {
             match sig {
                 SIGTERM | SIGINT => {
                     if self.stop.is_some() {
-                        tracing::warn!("second stop signal: killing every worker now");
+                        crate::log::warn(format_args!(
+                            "second stop signal: killing every worker now"
+                        ));
                         self.force_stop();
                     } else {
                         tracing::info!("stop signal: disconnecting every worker");
@@ -437,7 +455,11 @@ impl Primary {
             if h.exited_after_disconnect() || exit == Exit::Code(0) {
                 tracing::info!(worker = id, pid = h.pid(), %exit, "worker exited");
             } else {
-                tracing::warn!(worker = id, pid = h.pid(), %exit, "worker died");
+                crate::log::warn(format_args!(
+                    "worker {id} (pid {}, slot {}) died: {exit}",
+                    h.pid(),
+                    h.slot()
+                ));
             }
             self.emit(Event::Exit(h.clone(), exit));
             self.after_exit(live, exit);
@@ -447,6 +469,9 @@ impl Primary {
     /// Decides what a slot does after its worker exited.
     fn after_exit(&mut self, live: Live, exit: Exit) {
         let id = live.handle.id();
+        if !live.online && self.exited_unconnected(id, exit) {
+            return;
+        }
         let slot_no = live.handle.slot();
         let stopping = self.stop.is_some();
         let Some(slot) = self.slots.get_mut(&slot_no) else {
@@ -462,8 +487,13 @@ impl Primary {
                 return;
             }
             if !live.handle.exited_after_disconnect() {
+                let why = live
+                    .listen_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 self.reload_failed(format!(
-                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready"
+                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}"
                 ));
             }
             self.keep_served(slot_no);
@@ -499,11 +529,10 @@ impl Primary {
             slot.crashed(live.started.elapsed(), &self.cfg.backoff)
         };
         if !delay.is_zero() {
-            tracing::warn!(
-                slot = slot_no,
-                "restarting slot in {} ms",
+            crate::log::warn(format_args!(
+                "restarting slot {slot_no} in {} ms",
                 delay.as_millis()
-            );
+            ));
         }
         slot.restart_at = Some(Instant::now() + delay);
     }
@@ -518,6 +547,7 @@ impl Primary {
         let stop = self.stop.as_ref().map(|s| s.deadline);
         let dispatch = self.cfg.dispatch.as_ref().and_then(|d| d.deadline());
         restarts
+            .chain(self.connect_deadline())
             .chain(kills)
             .chain(reloads)
             .chain(stop)
@@ -527,6 +557,7 @@ impl Primary {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.connect_timers(now);
         if self
             .cfg
             .dispatch
@@ -552,7 +583,10 @@ impl Primary {
         }
         for live in self.live.values_mut() {
             if live.kill_at.is_some_and(|t| t <= now) {
-                tracing::warn!(worker = live.handle.id(), "did not exit in time: SIGKILL");
+                crate::log::warn(format_args!(
+                    "worker {} did not exit in time: SIGKILL",
+                    live.handle.id()
+                ));
                 if live.sigkill() {
                     if let Some(stop) = self.stop.as_mut() {
                         stop.killed += 1;

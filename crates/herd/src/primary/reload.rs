@@ -45,6 +45,7 @@ impl Primary {
                     let again = r.again;
                     self.reload = None;
                     tracing::info!("rolling reload complete");
+                    self.close_unused_listeners();
                     if again {
                         self.begin_reload();
                     }
@@ -70,6 +71,30 @@ impl Primary {
         }
     }
 
+    /// After a reload every slot runs the new program: a listener none of them asked for
+    /// (the new build serves fewer addresses) would queue connections nobody accepts.
+    fn close_unused_listeners(&mut self) {
+        let current: std::collections::HashMap<usize, &[std::net::SocketAddr]> = self
+            .slots
+            .iter()
+            .filter_map(|(n, s)| {
+                let live = self.live.get(&s.current?)?;
+                // A worker not ready yet may still ask: keep its slot's listeners.
+                live.ready.then_some((*n, live.asked.as_slice()))
+            })
+            .collect();
+        let waiting: Vec<usize> = self
+            .slots
+            .keys()
+            .copied()
+            .filter(|n| !current.contains_key(n))
+            .collect();
+        let slots: Vec<usize> = self.slots.keys().copied().collect();
+        self.cfg.listeners.close_unused(&slots, |addr, slot| {
+            waiting.contains(&slot) || current.get(&slot).is_some_and(|a| a.contains(&addr))
+        });
+    }
+
     pub(super) fn on_ready(&mut self, id: u32) {
         let Some(r) = self.reload.as_mut() else {
             return;
@@ -86,7 +111,9 @@ impl Primary {
     }
 
     pub(super) fn reload_failed(&mut self, why: String) {
-        tracing::error!("reload stopped, the old workers keep serving: {why}");
+        crate::log::error(format_args!(
+            "reload stopped, the old workers keep serving: {why}"
+        ));
         if let Some(r) = self.reload.take() {
             for (slot, id, _) in r.active {
                 if let Some(s) = self.slots.get_mut(&slot) {

@@ -1,5 +1,10 @@
 //! Stopping the cluster (SIGTERM/SIGINT, [`PrimaryHandle::stop`](super::PrimaryHandle::stop)):
 //! every worker is disconnected, then SIGKILLed at the shutdown timeout or on a second signal.
+//!
+//! New connections are refused as soon as the queues are taken: the primary closes its copy
+//! of every listener (and the dispatcher its own) when the stop begins and makes no new
+//! ones; each draining worker accepts what is queued on its listener, then closes it, which
+//! closes the socket. Connections already in a queue are served, later ones are refused.
 
 use std::time::Instant;
 
@@ -20,6 +25,8 @@ impl Primary {
         for id in ids {
             self.disconnect(id);
         }
+        self.cfg.listeners.close_all();
+        self.with_dispatch(|d, ctx| d.stop(ctx));
     }
 
     pub(super) fn force_stop(&mut self) {
