@@ -96,10 +96,11 @@ run() { # port command...
     local requests errors detail
     requests=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
     detail=$(grep -E 'Socket errors|Non-2xx' "$TMP/wrk.txt" | tr -s ' ' | tr '\n' ';' || true)
-    errors=$(grep -E 'Socket errors' "$TMP/wrk.txt" |
-        awk -F'[ ,]+' '{ s = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s }')
+    # wrk prints these lines only when there is something to count.
+    errors=$(awk -F'[ ,]+' '/Socket errors/ {
+        for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i } END { print s + 0 }' "$TMP/wrk.txt")
     local non2xx
-    non2xx=$(awk '/Non-2xx/ {print $NF}' "$TMP/wrk.txt")
+    non2xx=$(awk '/Non-2xx/ {n = $NF} END { print n + 0 }' "$TMP/wrk.txt")
     echo "$requests $(( ${errors:-0} + ${non2xx:-0} )) ${detail:-none}"
 }
 
