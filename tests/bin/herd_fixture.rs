@@ -321,16 +321,20 @@ fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
     rr
 }
 
-/// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` under any policy (hand-off included). Every
-/// response names the worker (`X-Herd-Worker`) and its pid (`X-Herd-Pid`); `/sleep?ms=N`
-/// blocks the worker's loop for N ms first.
-fn serve_http(worker: herd::Worker) -> herd::Result<()> {
-    let addr = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
+/// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` (a comma-separated list serves them all)
+/// under any policy (hand-off included). Every response names the worker (`X-Herd-Worker`)
+/// and its pid (`X-Herd-Pid`); `/sleep?ms=N` blocks the worker's loop for N ms first.
+fn serve_http(mut worker: herd::Worker) -> herd::Result<()> {
+    let addrs = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
     let id = worker.id().to_string();
     let pid = std::process::id().to_string();
-    worker.serve_http(
-        addr.as_str(),
-        move |req: &herd::Request<'_>, res: &mut herd::Response| {
+    let mut listeners = Vec::new();
+    for addr in addrs.split(',') {
+        listeners.push(worker.bind(addr)?);
+    }
+    worker.serve(
+        listeners,
+        herd::Http::new(move |req: &herd::Request<'_>, res: &mut herd::Response| {
             if req.path() == "/sleep" {
                 let ms = req
                     .query()
@@ -343,6 +347,6 @@ fn serve_http(worker: herd::Worker) -> herd::Result<()> {
                 .header("X-Herd-Worker", &id)
                 .header("X-Herd-Pid", &pid)
                 .body(format!("{} {} from {id}\n", req.method(), req.target()));
-        },
+        }),
     )
 }

@@ -347,19 +347,25 @@ impl Cluster {
         let spawn = self.spawn_settings()?;
         self.ensure_poll()?;
         let (poll, handle, rx) = self.poll.take().expect("created above");
+        let mut listeners = Listeners::new(
+            self.policy,
+            self.backlog,
+            self.dispatch.is_some(),
+            self.cpus.clone(),
+        )
+        .map_err(|e| Error::new(ErrorKind::Config, e))?;
+        // systemd's sockets (LISTEN_FDS), taken before any worker starts: they must not
+        // inherit the variables.
+        listeners.adopt_activated(
+            crate::listen::activation::take().map_err(|e| Error::new(ErrorKind::Config, e))?,
+        );
         let cfg = primary::Config {
             workers: match self.workers {
                 0 => one_per_cpu(),
                 n => n,
             },
             spawn,
-            listeners: Listeners::new(
-                self.policy,
-                self.backlog,
-                self.dispatch.is_some(),
-                self.cpus.clone(),
-            )
-            .map_err(|e| Error::new(ErrorKind::Config, e))?,
+            listeners,
             shutdown_timeout: self.shutdown_timeout,
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,

@@ -10,6 +10,7 @@
 //! program steers new connections away from the slot ([`steer`]), and once its worker has
 //! left, the primary accepts what is still queued and hands it to another worker.
 
+pub(crate) mod activation;
 mod cpus;
 mod steer;
 
@@ -80,6 +81,7 @@ pub(crate) struct ListenError {
 
 struct Group {
     addr: SocketAddr,
+    /// The one socket of every slot (Shared policy, hand-off, or a socket from systemd).
     shared: Option<Socket>,
     slots: HashMap<usize, Socket>,
     /// The slots in the kernel's order of the reuseport group's sockets.
@@ -101,6 +103,8 @@ pub(crate) struct Listeners {
     leaving: HashSet<usize>,
     /// net.ipv4.tcp_migrate_req is on: the kernel migrates a closed listener's queue.
     migrate: bool,
+    /// Sockets systemd passed (LISTEN_FDS): when there are any, workers listen on these.
+    activated: Vec<activation::Activated>,
 }
 
 impl Listeners {
@@ -144,6 +148,49 @@ impl Listeners {
             steering,
             leaving: HashSet::new(),
             migrate,
+            activated: Vec::new(),
+        })
+    }
+
+    /// Serve the sockets systemd passed: a worker asking for one of their addresses gets
+    /// that socket (one for every slot: systemd made it, so there is no reuseport group to
+    /// spread, and its queue outlives the primary); asking for any other is an error.
+    pub(crate) fn adopt_activated(&mut self, sockets: Vec<activation::Activated>) {
+        if !sockets.is_empty() {
+            tracing::info!(sockets = ?sockets, "serving the listeners systemd passed (LISTEN_FDS)");
+            if self.steering.is_some() {
+                tracing::warn!("pinned steering does not apply to socket-activated listeners: every worker shares the one systemd passed");
+            }
+        }
+        self.activated = sockets;
+    }
+
+    /// Under socket activation: a copy of the socket systemd passed for `requested`, or the
+    /// error that says none matches. `None` without activation.
+    fn systemd_socket(
+        &self,
+        requested: SocketAddr,
+    ) -> Option<Result<(SocketAddr, Socket), ListenError>> {
+        if self.activated.is_empty() {
+            return None;
+        }
+        let found = self
+            .activated
+            .iter()
+            .find(|a| activation::serves(a.addr, requested));
+        Some(match found {
+            Some(a) => a
+                .socket
+                .try_clone()
+                .map(|s| (a.addr, s))
+                .map_err(|e| explain(e, requested)),
+            None => Err(ListenError {
+                errno: libc::EADDRNOTAVAIL,
+                text: format!(
+                    "no socket passed by systemd matches {requested} (LISTEN_FDS passed {:?}): make ListenStream= in the .socket unit the address the workers listen on",
+                    self.activated
+                ),
+            }),
         })
     }
 
@@ -166,8 +213,15 @@ impl Listeners {
         if let Some(g) = self.groups.get(&requested) {
             return Ok((g.addr, None));
         }
-        let addr = probe(requested)?;
-        let socket = open(addr, false, None, self.backlog).map_err(|e| explain(e, requested))?;
+        let (addr, socket) = match self.systemd_socket(requested) {
+            Some(found) => found?,
+            None => {
+                let addr = probe(requested)?;
+                let socket =
+                    open(addr, false, None, self.backlog).map_err(|e| explain(e, requested))?;
+                (addr, socket)
+            }
+        };
         let copy = socket
             .as_fd()
             .try_clone_to_owned()
@@ -185,14 +239,21 @@ impl Listeners {
     ) -> Result<BorrowedFd<'_>, ListenError> {
         let backlog = self.backlog;
         let cpu = self.cpu_for(slot);
-        let group = match self.groups.entry(requested) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Group::new(probe(requested)?, None))
-            }
-        };
+        if !self.groups.contains_key(&requested) {
+            let group = match self.systemd_socket(requested) {
+                Some(found) => {
+                    let (addr, socket) = found?;
+                    Group::new(addr, Some(socket))
+                }
+                None => Group::new(probe(requested)?, None),
+            };
+            self.groups.insert(requested, group);
+        }
+        let group = self.groups.get_mut(&requested).expect("inserted above");
         let addr = group.addr;
-        if self.policy == Policy::Shared {
+        if group.shared.is_some() && group.slots.is_empty() {
+            // Shared policy or a socket from systemd: the same socket for every slot.
+        } else if self.policy == Policy::Shared {
             if group.shared.is_none() {
                 group.shared =
                     Some(open(addr, false, None, backlog).map_err(|e| explain(e, requested))?);
@@ -203,10 +264,7 @@ impl Listeners {
             self.steer(requested);
         }
         let group = &self.groups[&requested];
-        let socket = match self.policy {
-            Policy::Shared => group.shared.as_ref(),
-            _ => group.slots.get(&slot),
-        };
+        let socket = group.slots.get(&slot).or(group.shared.as_ref());
         Ok(socket.expect("created above").as_fd())
     }
 
