@@ -36,6 +36,9 @@ pub(super) struct Reactor<P: Protocol> {
     last_sweep: Instant,
     /// Set once draining started: the moment the loop gives up waiting.
     drain_deadline: Option<Instant>,
+    /// Connections that spent their read budget with input left: read again next turn, after
+    /// the connections the poll reports (no new edge will announce their input).
+    busy: Vec<usize>,
 }
 
 impl<P: Protocol> Reactor<P> {
@@ -59,6 +62,7 @@ impl<P: Protocol> Reactor<P> {
             next_sweep: None,
             last_sweep: Instant::now(),
             drain_deadline: None,
+            busy: Vec::new(),
         })
     }
 
@@ -88,15 +92,19 @@ impl<P: Protocol> Reactor<P> {
             self.report_load(hooks);
         }
         loop {
-            let timeout = self
-                .wake_at()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.busy.is_empty() {
+                self.wake_at()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            let busy = std::mem::take(&mut self.busy);
             for event in &events {
                 let token = event.token();
                 if token == HOOKS {
@@ -117,6 +125,9 @@ impl<P: Protocol> Reactor<P> {
                         now,
                     );
                 }
+            }
+            for key in busy {
+                self.with(key, now, |s, cx| s.on_readable(cx));
             }
             self.timers(now);
             if self
@@ -251,6 +262,10 @@ impl<P: Protocol> Reactor<P> {
         };
         match f(socket, &mut cx) {
             Status::Open => self.schedule_for(key),
+            Status::Busy => {
+                self.schedule_for(key);
+                self.busy.push(key);
+            }
             Status::Closed => {
                 if let Some(socket) = self.sockets.remove(key) {
                     socket.close(self.poll.registry());
