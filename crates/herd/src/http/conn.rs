@@ -64,6 +64,10 @@ pub struct Conn<H> {
     decoder: Decoder,
     /// Body bytes (as sent, encoded) received so far for the request being read.
     received: usize,
+    /// How much of an incomplete head was parsed last time: a head only completes with a
+    /// LF, so more bytes without one are not parsed again (a head trickled a byte at a time
+    /// costs linear time, not quadratic).
+    parsed: usize,
 }
 
 impl<H: Handler> Conn<H> {
@@ -88,6 +92,7 @@ impl<H: Handler> Conn<H> {
             head: Vec::new(),
             decoder: Decoder::default(),
             received: 0,
+            parsed: 0,
         }
     }
 
@@ -108,10 +113,19 @@ impl<H: Handler> Conn<H> {
         } else {
             (&saved[..], Some(input))
         };
+        if rest.is_none() && self.parsed > 0 && self.parsed <= input.len() {
+            if !input[self.parsed..].contains(&b'\n') {
+                parse::partial(input, &self.limits)?;
+                self.parsed = input.len();
+                return Ok(One::Partial { len: 0 });
+            }
+        }
         let Some(head) = parse::head(source, storage, &self.limits)? else {
+            self.parsed = input.len();
             self.reading_head(now);
             return Ok(One::Partial { len: 0 });
         };
+        self.parsed = 0;
         let (rest, taken) = match rest {
             Some(rest) => (rest, 0),
             None => (&input[head.len..], head.len),

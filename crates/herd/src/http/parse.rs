@@ -49,13 +49,7 @@ pub(crate) fn head<'a>(
     let len = match req.parse_with_uninit_headers(input, storage)? {
         Status::Complete(len) => len,
         Status::Partial => {
-            let line_done = input.contains(&b'\n');
-            if !line_done && input.len() > limits.max_uri_len.saturating_add(32) {
-                return Err(Error::UriTooLong);
-            }
-            if input.len() > limits.max_header_bytes {
-                return Err(Error::HeadersTooLarge);
-            }
+            partial(input, limits)?;
             return Ok(None);
         }
     };
@@ -106,6 +100,24 @@ pub(crate) fn head<'a>(
         keep_alive,
         expect_continue: minor_version == 1 && fields.expect_continue,
     }))
+}
+
+/// The limits an incomplete head must already keep.
+///
+/// # Errors
+///
+/// [`Error::UriTooLong`] while the request line is longer than a target may be,
+/// [`Error::HeadersTooLarge`] once the head is larger than the limit.
+pub(crate) fn partial(input: &[u8], limits: &Limits) -> Result<(), Error> {
+    // The request line must end within the target's limit (plus method and version).
+    let line_max = limits.max_uri_len.saturating_add(32);
+    if input.len() > line_max && !input[..=line_max].contains(&b'\n') {
+        return Err(Error::UriTooLong);
+    }
+    if input.len() > limits.max_header_bytes {
+        return Err(Error::HeadersTooLarge);
+    }
+    Ok(())
 }
 
 /// What the head's fields say about framing and the connection.

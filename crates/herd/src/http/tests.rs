@@ -429,3 +429,23 @@ fn drain_closes_idle_and_finishes_in_flight() {
     assert_eq!(step.flow, Flow::Close);
     assert!(String::from_utf8_lossy(&out).contains("\r\nConnection: close\r\n"));
 }
+
+#[test]
+fn a_head_trickled_a_byte_at_a_time_is_served_or_refused_by_its_limits() {
+    let input = b"GET /t HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n\r\n";
+    let (out, flow, _) = feed_split(&http(), input, 1);
+    assert_eq!(flow, Flow::Continue);
+    assert!(out.ends_with("GET /t - "), "{out}");
+    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}", "b".repeat(9000));
+    let (out, flow, _) = feed_split(&http(), big.as_bytes(), 1);
+    assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
+    assert_eq!(flow, Flow::Close);
+    let long = format!("GET /{}", "u".repeat(5000));
+    let (out, flow, _) = feed_split(&http(), long.as_bytes(), 1);
+    assert!(out.starts_with("HTTP/1.1 414 "), "{out}");
+    assert_eq!(flow, Flow::Close);
+    let bad = b"GET / HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n";
+    let (out, flow, _) = feed_split(&http(), bad, 1);
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert_eq!(flow, Flow::Close);
+}
