@@ -113,12 +113,14 @@ impl<H: Handler> Conn<H> {
         } else {
             (&saved[..], Some(input))
         };
-        if rest.is_none() && self.parsed > 0 && self.parsed <= input.len() {
-            if !input[self.parsed..].contains(&b'\n') {
-                parse::partial(input, &self.limits)?;
-                self.parsed = input.len();
-                return Ok(One::Partial { len: 0 });
-            }
+        if rest.is_none()
+            && self.parsed > 0
+            && self.parsed <= input.len()
+            && !input[self.parsed..].contains(&b'\n')
+        {
+            parse::partial(input, &self.limits)?;
+            self.parsed = input.len();
+            return Ok(One::Partial { len: 0 });
         }
         let Some(head) = parse::head(source, storage, &self.limits)? else {
             self.parsed = input.len();
