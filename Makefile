@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -36,6 +36,10 @@ measure-reload:
 
 measure-lifecycle:
 	python3 benches/measure_lifecycle.py
+
+# Hostile clients: chunked floods, a pipelining flood, slowloris (herd vs nginx).
+measure-attacks:
+	python3 benches/measure_attacks.py
 
 # The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
 # stable toolchain use the sanitizer flags cargo-fuzz needs).

@@ -140,7 +140,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn malformed_request_gets_400_and_the_connection_closes() {
     let (_hello, port, _workers) = start_hello(None);
     let mut s = connect_retry(port);
-    s.write_all(b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n")
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n")
         .unwrap();
     let mut r = BufReader::new(s);
     let reply = read_reply(&mut r).expect("a 400");

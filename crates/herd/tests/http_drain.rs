@@ -17,11 +17,11 @@ fn drain_finishes_in_flight_closes_idle_and_returns() {
     let addr = server.addr;
     let mut idle = server.connect();
     assert_eq!(
-        roundtrip(&mut idle, "GET /idle HTTP/1.1\r\n\r\n").status,
+        roundtrip(&mut idle, "GET /idle HTTP/1.1\r\nHost: t\r\n\r\n").status,
         200
     );
     let mut busy = server.connect();
-    busy.write_all(b"POST /slow HTTP/1.1\r\nContent-Length: 4\r\n\r\nsl")
+    busy.write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nsl")
         .expect("send");
     std::thread::sleep(Duration::from_millis(50));
 
@@ -47,7 +47,7 @@ fn drain_gives_up_at_the_drain_timeout() {
     let server = start(hello(), config);
     let mut stuck = server.connect();
     stuck
-        .write_all(b"GET /never-finished HTTP/1.1\r\n")
+        .write_all(b"GET /never-finished HTTP/1.1\r\nHost: t\r\n")
         .expect("send");
     std::thread::sleep(Duration::from_millis(50));
     let started = std::time::Instant::now();
@@ -65,7 +65,7 @@ fn drain_answers_a_connection_whose_first_request_comes_after_it() {
     server.begin_drain();
     std::thread::sleep(Duration::from_millis(50));
     fresh
-        .write_all(b"GET /late HTTP/1.1\r\n\r\n")
+        .write_all(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
     let reply = read_reply(&mut fresh, false).expect("the first request is answered");
     assert_eq!(reply.status, 200);
@@ -83,7 +83,7 @@ fn drain_answers_a_handed_over_connection_whose_request_is_pending() {
         .set_read_timeout(Some(util::TIMEOUT))
         .expect("read timeout");
     client
-        .write_all(b"GET /pending HTTP/1.1\r\n\r\n")
+        .write_all(b"GET /pending HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
     let (accepted, _) = side.accept().expect("accept");
     // The hand-off and the drain reach the loop together: the request is already waiting in

@@ -49,10 +49,15 @@ fn connections_beyond_the_cap_wait_for_a_free_slot() {
     };
     let server = start(hello(), config);
     let mut first = server.connect();
-    assert_eq!(roundtrip(&mut first, "GET /1 HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        roundtrip(&mut first, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
 
     let mut second = server.connect();
-    second.write_all(b"GET /2 HTTP/1.1\r\n\r\n").expect("send");
+    second
+        .write_all(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
     second
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -78,14 +83,14 @@ fn connections_beyond_the_cap_wait_for_a_free_slot() {
 fn a_panicking_handler_answers_500_and_the_worker_lives_on() {
     let server = start(hello(), Config::default());
     let mut stream = server.connect();
-    let reply = roundtrip(&mut stream, "GET /panic HTTP/1.1\r\n\r\n");
+    let reply = roundtrip(&mut stream, "GET /panic HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(reply.status, 500);
     assert!(reply.closes());
     assert!(is_closed(&mut stream));
 
     let mut again = server.connect();
     assert_eq!(
-        roundtrip(&mut again, "GET /after HTTP/1.1\r\n\r\n").body,
+        roundtrip(&mut again, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n").body,
         b"hello /after"
     );
     server.stop().expect("drain");
@@ -94,15 +99,15 @@ fn a_panicking_handler_answers_500_and_the_worker_lives_on() {
 #[test]
 fn bad_input_is_answered_and_closed() {
     let cases: [(&[u8], u16); 5] = [
-        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n", 400),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             400,
         ),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 9999999\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9999999\r\n\r\nabc",
             413,
         ),
     ];
@@ -122,7 +127,7 @@ fn bad_input_is_answered_and_closed() {
     }
     let mut stream = server.connect();
     stream
-        .write_all(format!("GET /{} HTTP/1.1\r\n\r\n", "u".repeat(5000)).as_bytes())
+        .write_all(format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(5000)).as_bytes())
         .expect("send");
     assert_eq!(
         read_reply(&mut stream, false).expect("response").status,
@@ -138,7 +143,10 @@ fn idle_keep_alive_connections_close_silently() {
         fast_timers(),
     );
     let mut stream = server.connect();
-    assert_eq!(roundtrip(&mut stream, "GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        roundtrip(&mut stream, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
     let started = Instant::now();
     assert!(is_closed(&mut stream));
     assert!(started.elapsed() >= Duration::from_millis(150));

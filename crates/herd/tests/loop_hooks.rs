@@ -32,7 +32,7 @@ fn handed_over_connections_are_served_and_acknowledged() {
     let (accepted, _) = elsewhere.accept().expect("accept");
     server.hand_over(accepted);
 
-    let reply = roundtrip(&mut client, "GET /handed HTTP/1.1\r\n\r\n");
+    let reply = roundtrip(&mut client, "GET /handed HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(reply.body, b"hello /handed");
     assert_eq!(server.seen.took.load(Ordering::SeqCst), 1);
     // The load report ends the loop iteration that may already have answered: wait for it.

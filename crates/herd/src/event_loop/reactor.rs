@@ -40,6 +40,9 @@ pub(super) struct Reactor<P: Protocol> {
     handing_back: bool,
     /// Connections released this turn, for [`Hooks::hand_back`].
     leaving: Vec<(std::net::TcpStream, Vec<u8>)>,
+    /// Connections that spent their read budget with input left: read again next turn, after
+    /// the connections the poll reports (no new edge will announce their input).
+    busy: Vec<usize>,
 }
 
 impl<P: Protocol> Reactor<P> {
@@ -65,6 +68,7 @@ impl<P: Protocol> Reactor<P> {
             drain_deadline: None,
             handing_back: false,
             leaving: Vec::new(),
+            busy: Vec::new(),
         })
     }
 
@@ -95,15 +99,19 @@ impl<P: Protocol> Reactor<P> {
             self.report_load(hooks);
         }
         loop {
-            let timeout = self
-                .wake_at()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.busy.is_empty() {
+                self.wake_at()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            let busy = std::mem::take(&mut self.busy);
             for event in &events {
                 let token = event.token();
                 if token == HOOKS {
@@ -124,6 +132,9 @@ impl<P: Protocol> Reactor<P> {
                         now,
                     );
                 }
+            }
+            for key in busy {
+                self.with(key, now, |s, cx| s.on_readable(cx));
             }
             self.timers(now);
             if self
@@ -290,6 +301,10 @@ impl<P: Protocol> Reactor<P> {
                 }
             }
             Status::Open => self.schedule_for(key),
+            Status::Busy => {
+                self.schedule_for(key);
+                self.busy.push(key);
+            }
             Status::Closed => {
                 if let Some(socket) = self.sockets.remove(key) {
                     socket.close(self.poll.registry());

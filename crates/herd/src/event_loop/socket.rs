@@ -21,10 +21,19 @@ pub(super) struct Buffers {
 /// The output buffer is shrunk back to this after a larger response went out.
 const OUT_KEEP: usize = 64 * 1024;
 
+/// The most full reads of one connection per readiness: a client that keeps the socket full
+/// (a pipelining flood) gets this many buffers' worth of work, then waits for the other
+/// connections' turn.
+const READ_BUDGET: usize = 4;
+
 /// Whether a connection survived a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Status {
     Open,
+    /// Open, with input probably still waiting in the socket after the read budget ran out:
+    /// edge-triggered epoll will not report it again, so the loop must call
+    /// [`Socket::on_readable`] again after the other connections' turn.
+    Busy,
     Closed,
 }
 
@@ -97,9 +106,11 @@ impl<C: Connection> Socket<C> {
         }
     }
 
-    /// The socket is readable (or hung up): read until the kernel buffer is drained, handing
-    /// each batch to the protocol and writing its answer.
+    /// The socket is readable (or hung up): read until the kernel buffer is drained (or the
+    /// read budget is spent: then [`Status::Busy`]), handing each batch to the protocol and
+    /// writing its answer.
     pub(super) fn on_readable(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let mut budget = READ_BUDGET;
         while !(self.paused || self.closing || self.eof) {
             let n = match (&self.stream).read(&mut cx.bufs.read) {
                 Ok(0) => {
@@ -127,6 +138,10 @@ impl<C: Connection> Socket<C> {
             // A short read drained the socket: edge-triggered epoll reports new data anew.
             if n < cx.bufs.read.len() {
                 break;
+            }
+            budget -= 1;
+            if budget == 0 && !(self.paused || self.closing || self.eof) {
+                return Status::Busy;
             }
         }
         Status::Open
@@ -211,11 +226,15 @@ impl<C: Connection> Socket<C> {
     /// instead of its connection closed as idle; then the protocol decides.
     pub(super) fn on_drain(&mut self, cx: &mut Ctx<'_>) -> Status {
         let _ = self.proto.on_drain(&mut cx.bufs.out);
-        if self.on_readable(cx) == Status::Closed {
+        let read = self.on_readable(cx);
+        if read == Status::Closed {
             return Status::Closed;
         }
         let flow = self.proto.on_drain(&mut cx.bufs.out);
-        self.after(flow, cx)
+        match self.after(flow, cx) {
+            Status::Open => read,
+            status => status,
+        }
     }
 
     /// Whether this connection can leave the loop now (see [`Handover`]): never while it

@@ -5,11 +5,11 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use httparse::Header;
 
-use super::chunked::{self, Decoded};
+use super::chunked::{Decoded, Decoder};
 use super::parse::{self, Framing, Head};
 use super::response::{self, Persist};
 use super::{Error, Handler, Limits, Request, Response};
@@ -27,18 +27,21 @@ enum State {
     /// No byte of the next request yet, since then. `fresh`: no request served yet (the header
     /// read timeout applies rather than the keep-alive one).
     Idle { since: Instant, fresh: bool },
-    /// Part of a head arrived; the head must be complete by `since + header_read_timeout`.
+    /// Part of a head arrived; the head must be complete by `since + header_read_timeout`
+    /// (`since`: the connection's start for its first request, else the first byte).
     Head { since: Instant },
-    /// The head is complete and the body is arriving; the last bytes came at `since`.
-    Body { since: Instant },
+    /// The head is complete and the body is arriving: it started at `start`, the last bytes
+    /// came at `last`.
+    Body { start: Instant, last: Instant },
 }
 
 /// What one pass over the input produced.
 enum One {
     /// A request of `len` bytes was answered; `close` ends the connection after it.
     Served { len: usize, close: bool },
-    /// The next request is incomplete.
-    Partial,
+    /// The next request is incomplete; its first `len` bytes were taken (a chunked body is
+    /// decoded as it arrives, its head kept by the connection).
+    Partial { len: usize },
 }
 
 /// One HTTP/1.1 connection's state, created by [`Http`](super::Http) for the event loop.
@@ -54,6 +57,17 @@ pub struct Conn<H> {
     response: Response,
     /// Decoded chunked body of the current request.
     body: Vec<u8>,
+    /// The head of a request whose chunked body is being decoded (its bytes were consumed);
+    /// empty otherwise.
+    head: Vec<u8>,
+    /// The chunked decoder's state for that body.
+    decoder: Decoder,
+    /// Body bytes (as sent, encoded) received so far for the request being read.
+    received: usize,
+    /// How much of an incomplete head was parsed last time: a head only completes with a
+    /// LF, so more bytes without one are not parsed again (a head trickled a byte at a time
+    /// costs linear time, not quadratic).
+    parsed: usize,
 }
 
 impl<H: Handler> Conn<H> {
@@ -75,6 +89,10 @@ impl<H: Handler> Conn<H> {
             draining: false,
             response: Response::new(),
             body: Vec::new(),
+            head: Vec::new(),
+            decoder: Decoder::default(),
+            received: 0,
+            parsed: 0,
         }
     }
 
@@ -88,22 +106,65 @@ impl<H: Handler> Conn<H> {
             heap = vec![MaybeUninit::uninit(); self.limits.max_headers];
             &mut heap[..]
         };
-        let Some(head) = parse::head(input, storage, &self.limits)? else {
-            self.reading_head(now);
-            return Ok(One::Partial);
+        // A chunked body in progress: its head was kept, `input` holds only body bytes.
+        let saved = std::mem::take(&mut self.head);
+        let (source, rest) = if saved.is_empty() {
+            (input, None)
+        } else {
+            (&saved[..], Some(input))
         };
-        let rest = &input[head.len..];
+        if rest.is_none()
+            && self.parsed > 0
+            && self.parsed <= input.len()
+            && !input[self.parsed..].contains(&b'\n')
+        {
+            parse::partial(input, &self.limits)?;
+            self.parsed = input.len();
+            return Ok(One::Partial { len: 0 });
+        }
+        let Some(head) = parse::head(source, storage, &self.limits)? else {
+            self.parsed = input.len();
+            self.reading_head(now);
+            return Ok(One::Partial { len: 0 });
+        };
+        self.parsed = 0;
+        let (rest, taken) = match rest {
+            Some(rest) => (rest, 0),
+            None => (&input[head.len..], head.len),
+        };
         let (body, body_len) = match head.framing {
             Framing::Empty => (&[][..], 0),
             Framing::Length(n) => match rest.get(..n) {
                 Some(body) => (body, n),
-                None => return Ok(self.wait_body(&head, out, now)),
+                None => {
+                    self.received = rest.len();
+                    self.wait_body(head.expect_continue, out, now);
+                    return Ok(One::Partial { len: 0 });
+                }
             },
             Framing::Chunked => {
-                self.body.clear();
-                match chunked::decode(rest, &mut self.body, self.limits.max_body_bytes)? {
+                if taken > 0 {
+                    self.body.clear();
+                    self.decoder = Decoder::default();
+                    self.received = 0;
+                }
+                match self
+                    .decoder
+                    .decode(rest, &mut self.body, self.limits.max_body_bytes)?
+                {
                     Decoded::Done(n) => (&self.body[..], n),
-                    Decoded::Partial => return Ok(self.wait_body(&head, out, now)),
+                    Decoded::Partial => {
+                        // Keep the head, take every byte: the encoding is not kept.
+                        self.received += rest.len();
+                        let expect_continue = head.expect_continue;
+                        self.head = if taken > 0 {
+                            input[..taken].to_vec()
+                        } else {
+                            saved
+                        };
+                        self.wait_body(expect_continue, out, now);
+                        return Ok(One::Partial { len: input.len() });
+                    }
                 }
             }
         };
@@ -145,26 +206,35 @@ impl<H: Handler> Conn<H> {
             since: now,
             fresh: false,
         };
+        self.received = 0;
         Ok(One::Served {
-            len: head.len + body_len,
+            len: taken + body_len,
             close,
         })
     }
 
     /// The head is complete, the body is not: ask for it if the client waits to be asked.
-    fn wait_body(&mut self, head: &Head<'_>, out: &mut Vec<u8>, now: Instant) -> One {
-        if head.expect_continue && !self.continued {
+    fn wait_body(&mut self, expect_continue: bool, out: &mut Vec<u8>, now: Instant) {
+        if expect_continue && !self.continued {
             out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             self.continued = true;
         }
-        self.state = State::Body { since: now };
-        One::Partial
+        let start = match self.state {
+            State::Body { start, .. } => start,
+            _ => now,
+        };
+        self.state = State::Body { start, last: now };
     }
 
-    /// Part of a head is here: the header read timeout runs from its first byte.
+    /// Part of a head is here. The header read timeout runs from the connection's start for
+    /// its first request (a client that idles, then trickles, is not given the time twice),
+    /// and from the first byte of a later one (the idle time before it is the keep-alive
+    /// timeout's): nginx's `client_header_timeout` does the same.
     fn reading_head(&mut self, now: Instant) {
-        if let State::Idle { .. } = self.state {
-            self.state = State::Head { since: now };
+        match self.state {
+            State::Idle { since, fresh: true } => self.state = State::Head { since },
+            State::Idle { fresh: false, .. } => self.state = State::Head { since: now },
+            State::Head { .. } | State::Body { .. } => {}
         }
     }
 }
@@ -191,7 +261,10 @@ impl<H: Handler> Connection for Conn<H> {
                         };
                     }
                 }
-                Ok(One::Partial) => break,
+                Ok(One::Partial { len }) => {
+                    consumed += len;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -216,7 +289,17 @@ impl<H: Handler> Connection for Conn<H> {
                 since,
                 fresh: false,
             } => since + limits.keepalive_timeout,
-            State::Head { since } | State::Body { since } => since + limits.header_read_timeout,
+            State::Head { since } => since + limits.header_read_timeout,
+            State::Body { start, last } => {
+                let stalled = last + limits.header_read_timeout;
+                match limits.min_body_rate {
+                    0 => stalled,
+                    rate => {
+                        let earned = Duration::from_secs_f64(self.received as f64 / rate as f64);
+                        stalled.min(start + limits.header_read_timeout + earned)
+                    }
+                }
+            }
         })
     }
 

@@ -4,8 +4,11 @@
 //! Keep-alive (HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`), pipelining (every
 //! complete request of a read is answered, in order, with one write), bodies with
 //! `Content-Length` or `chunked`, `HEAD`, `Expect: 100-continue`. Bad input is answered with
-//! its status and the connection closes: 400 (malformed head, ambiguous framing), 408 (header
-//! read timeout), 413, 414, 431, 501 (a transfer coding other than chunked), 505.
+//! its status and the connection closes: 400 (malformed head, a bare LF line ending, ambiguous
+//! framing, a missing, repeated or invalid `Host`), 408 (header read timeout, or a body slower
+//! than the minimum rate), 413, 414, 431, 501 (a transfer coding other than chunked), 505. An
+//! HTTP/1.0 request with `Transfer-Encoding` is decoded, answered, and its connection closed
+//! (RFC 9112 section 6.1).
 //!
 //! ```
 //! use herd::{Http, Request, Response};
@@ -55,6 +58,7 @@ pub(crate) struct Limits {
     pub(crate) max_headers: usize,
     pub(crate) max_uri_len: usize,
     pub(crate) max_body_bytes: usize,
+    pub(crate) min_body_rate: usize,
 }
 
 /// The HTTP/1.1 [`Protocol`]: serves every request with a [`Handler`].
@@ -76,14 +80,17 @@ impl<H: Handler> Http<H> {
                 max_headers: 64,
                 max_uri_len: 4 * 1024,
                 max_body_bytes: 1024 * 1024,
+                min_body_rate: 1024,
             },
         }
     }
 
-    /// The time a client has to send a complete request head, from its first byte (and from
-    /// the connection's start for its first request). A head still incomplete then is answered
-    /// `408 Request Timeout`; a new connection that sent nothing is closed silently. While a
-    /// body arrives, the same time is allowed between reads. Default: 10 s.
+    /// The time a client has to send a complete request head: from the connection's start for
+    /// its first request, from the first byte of a later one (the idle time before it is the
+    /// [`keepalive_timeout`](Self::keepalive_timeout)'s), as nginx's `client_header_timeout`.
+    /// A head still incomplete then is answered `408 Request Timeout`; a new connection that
+    /// sent nothing is closed silently. While a body arrives, the same time is allowed between
+    /// reads, and is the grace period of [`min_body_rate`](Self::min_body_rate). Default: 10 s.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.limits.header_read_timeout = timeout;
         self
@@ -117,9 +124,23 @@ impl<H: Handler> Http<H> {
     }
 
     /// The largest request body accepted (`Content-Length` or decoded chunked data); a larger
-    /// one is answered `413 Content Too Large` before it is read. Default: 1 MiB.
+    /// one is answered `413 Content Too Large` before it is read. A chunked body is decoded as
+    /// it arrives and only its data is kept; its encoding may add at most 16 KiB of chunk
+    /// extensions and 8 KiB of trailers (more is answered 400 and 431). Default: 1 MiB.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_body_bytes = bytes;
+        self
+    }
+
+    /// The slowest a request body may arrive, in bytes (as sent) per second averaged from the
+    /// end of its head, after a grace period of one
+    /// [`header_read_timeout`](Self::header_read_timeout): a body must have arrived by
+    /// `header_read_timeout + received / rate` after its head, else it is answered
+    /// `408 Request Timeout` and the connection closes. This ends a body trickled at a byte a
+    /// second without cutting off slow but real uploads. `0` turns the rate off (then only
+    /// a pause of `header_read_timeout` between reads ends a body). Default: 1024 bytes/s.
+    pub fn min_body_rate(mut self, bytes_per_second: usize) -> Self {
+        self.limits.min_body_rate = bytes_per_second;
         self
     }
 }

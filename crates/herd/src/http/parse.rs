@@ -49,13 +49,7 @@ pub(crate) fn head<'a>(
     let len = match req.parse_with_uninit_headers(input, storage)? {
         Status::Complete(len) => len,
         Status::Partial => {
-            let line_done = input.contains(&b'\n');
-            if !line_done && input.len() > limits.max_uri_len.saturating_add(32) {
-                return Err(Error::UriTooLong);
-            }
-            if input.len() > limits.max_header_bytes {
-                return Err(Error::HeadersTooLarge);
-            }
+            partial(input, limits)?;
             return Ok(None);
         }
     };
@@ -69,8 +63,17 @@ pub(crate) fn head<'a>(
     if len > limits.max_header_bytes {
         return Err(Error::HeadersTooLarge);
     }
+    // httparse takes a bare LF for a line ending; a proxy in front may not, and the two would
+    // frame the stream differently (a hidden `Content-Length`, a smuggled request).
+    if has_bare_lf(&input[..len]) {
+        return Err(Error::BadRequest);
+    }
     let headers: &'a [Header<'a>] = req.headers;
     let fields = Fields::scan(headers)?;
+    // RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1; at most one in HTTP/1.0.
+    if fields.hosts > 1 || (fields.hosts == 0 && minor_version == 1) {
+        return Err(Error::BadRequest);
+    }
     let framing = match (fields.length, fields.chunked) {
         (Some(_), true) => return Err(Error::BadRequest),
         (Some(n), false) if n > 0 => Framing::Length(n),
@@ -82,7 +85,11 @@ pub(crate) fn head<'a>(
             return Err(Error::BodyTooLarge);
         }
     }
-    let keep_alive = !fields.close && (minor_version == 1 || fields.keep_alive);
+    // RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing;
+    // it is processed, then the connection closes.
+    let keep_alive = !fields.close
+        && (minor_version == 1 || fields.keep_alive)
+        && !(minor_version == 0 && fields.chunked);
     Ok(Some(Head {
         method,
         target,
@@ -95,6 +102,24 @@ pub(crate) fn head<'a>(
     }))
 }
 
+/// The limits an incomplete head must already keep.
+///
+/// # Errors
+///
+/// [`Error::UriTooLong`] while the request line is longer than a target may be,
+/// [`Error::HeadersTooLarge`] once the head is larger than the limit.
+pub(crate) fn partial(input: &[u8], limits: &Limits) -> Result<(), Error> {
+    // The request line must end within the target's limit (plus method and version).
+    let line_max = limits.max_uri_len.saturating_add(32);
+    if input.len() > line_max && !input[..=line_max].contains(&b'\n') {
+        return Err(Error::UriTooLong);
+    }
+    if input.len() > limits.max_header_bytes {
+        return Err(Error::HeadersTooLarge);
+    }
+    Ok(())
+}
+
 /// What the head's fields say about framing and the connection.
 #[derive(Default)]
 struct Fields {
@@ -103,6 +128,8 @@ struct Fields {
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
+    /// How many Host fields (each valid).
+    hosts: usize,
 }
 
 impl Fields {
@@ -130,6 +157,11 @@ impl Fields {
                     }
                     fields.chunked = true;
                 }
+            } else if name.eq_ignore_ascii_case("host") {
+                if !valid_host(h.value) {
+                    return Err(Error::BadRequest);
+                }
+                fields.hosts += 1;
             } else if name.eq_ignore_ascii_case("connection") {
                 fields.close |= has_token(h.value, "close");
                 fields.keep_alive |= has_token(h.value, "keep-alive");
@@ -148,4 +180,46 @@ fn content_length(value: &[u8]) -> Result<usize, Error> {
         return Err(Error::BadRequest);
     }
     Ok(value.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
+}
+
+/// Whether a line of `head` ends with a LF not preceded by a CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 section 7.2, RFC 3986 section 3.2.2), not empty:
+/// an origin server has no use for the empty Host of a target without authority, and nginx
+/// refuses it too.
+fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(literal) = value.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &literal[..end];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b":.-_~%!$&'()*+,;=".contains(&b))
+        {
+            return false;
+        }
+        (&value[..end + 2], &literal[end + 1..])
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let host = &value[..end];
+        if !host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+        {
+            return false;
+        }
+        (host, &value[end..])
+    };
+    !host.is_empty()
+        && match port.strip_prefix(b":") {
+            Some(digits) => digits.iter().all(u8::is_ascii_digit),
+            None => port.is_empty(),
+        }
 }
