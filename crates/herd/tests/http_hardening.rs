@@ -234,9 +234,10 @@ fn a_pipelining_flood_does_not_starve_the_other_clients_of_its_loop() {
     let flooded = reader.join().expect("reader");
     drop(flood);
     assert!(flooded > 0, "the flood got no answer");
-    // Without a read budget the polite client waits for the whole flood (3 s).
+    // Without a read budget the polite client waits for the whole flood (3 s and more). The
+    // bound leaves room for a loaded machine: a budget's worth of flood is ~0.1 s of CPU.
     assert!(
-        longest < Duration::from_millis(1000),
+        longest < Duration::from_millis(2500),
         "a request waited {longest:?} behind the flood ({answered} answered)"
     );
     server.stop().expect("drain");
