@@ -46,6 +46,8 @@ pub struct Proc {
     lines: Receiver<String>,
     pub seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// The stderr reader reached the end of the pipe.
+    stderr_done: Arc<std::sync::atomic::AtomicBool>,
     pids: Arc<Mutex<HashSet<i32>>>,
 }
 
@@ -90,6 +92,8 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let e = stderr.clone();
+        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stderr_done.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
@@ -100,12 +104,14 @@ impl Proc {
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            done.store(true, std::sync::atomic::Ordering::Release);
         });
         Proc {
             child,
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_done,
             pids,
         }
     }
@@ -193,11 +199,18 @@ impl Proc {
         }
     }
 
-    /// Waits up to `timeout` for the primary to exit.
+    /// Waits up to `timeout` for the primary to exit, then (up to a second) for the last of
+    /// its stderr, so that [`Proc::stderr`] right after holds all it wrote.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
+                let flushed = Instant::now() + Duration::from_secs(1);
+                while !self.stderr_done.load(std::sync::atomic::Ordering::Acquire)
+                    && Instant::now() < flushed
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return Some(s);
             }
             std::thread::sleep(Duration::from_millis(10));
