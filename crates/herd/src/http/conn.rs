@@ -92,6 +92,12 @@ impl<H: Handler> Conn<H> {
             self.reading_head(now);
             return Ok(One::Partial);
         };
+        // The request's duration runs from its head's first byte (or the read that
+        // brought the whole head).
+        let started = match self.state {
+            State::Head { since } => since,
+            _ => now,
+        };
         let rest = &input[head.len..];
         let (body, body_len) = match head.framing {
             Framing::Empty => (&[][..], 0),
@@ -119,6 +125,7 @@ impl<H: Handler> Conn<H> {
         let handler = &self.handler;
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
         let close = if served.is_ok() {
+            crate::metrics::local::request(res.status_code(), started);
             let close = !head.keep_alive || self.draining || res.wants_close();
             let persist = match (close, head.minor_version) {
                 (true, _) => Persist::Close,
@@ -134,6 +141,7 @@ impl<H: Handler> Conn<H> {
                 head.path()
             );
             response::write_error(out, 500, now);
+            crate::metrics::local::request(500, started);
             true
         };
         res.reset();
@@ -195,6 +203,7 @@ impl<H: Handler> Connection for Conn<H> {
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
+                    crate::metrics::local::request(e.status(), now);
                     return Step {
                         consumed: input.len(),
                         flow: Flow::Close,
