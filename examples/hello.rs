@@ -56,7 +56,9 @@ fn run(greeting: &str) -> Result<(), String> {
             std::net::ToSocketAddrs::to_socket_addrs(&a)
                 .ok()
                 .and_then(|mut it| it.next())
-                .ok_or_else(|| format!("METRICS_ADDR={a:?} is not host:port (e.g. 127.0.0.1:9100)"))?,
+                .ok_or_else(|| {
+                    format!("METRICS_ADDR={a:?} is not host:port (e.g. 127.0.0.1:9100)")
+                })?,
         ),
         _ => None,
     };

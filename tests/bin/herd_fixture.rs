@@ -65,6 +65,12 @@ fn main() {
     if let Some(cpus) = var("FIX_CPUS") {
         cluster = cluster.cpus(cpus.split(',').map(|c| c.parse::<usize>().unwrap()));
     }
+    if let Some(addr) = var("FIX_METRICS_ADDR") {
+        cluster = cluster.metrics_addr(Some(addr.parse().unwrap()));
+    }
+    if let Some(t) = ms("FIX_STATS_MS") {
+        cluster = cluster.worker_metrics(Some(t));
+    }
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
     }

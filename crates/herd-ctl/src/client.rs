@@ -69,8 +69,10 @@ impl Client {
                     match found.as_slice() {
                         [one] => (one.clone(), "the only live herd-*.sock"),
                         [] => {
-                            let dirs: Vec<String> =
-                                default_dirs().iter().map(|d| d.display().to_string()).collect();
+                            let dirs: Vec<String> = default_dirs()
+                                .iter()
+                                .map(|d| d.display().to_string())
+                                .collect();
                             return Err(format!(
                                 "no running herd cluster found: looked for herd-*.sock in {}. \
                                  Start one, or name its socket with --socket PATH or env \
@@ -94,9 +96,15 @@ impl Client {
         };
         let stream = UnixStream::connect(&path).map_err(|e| {
             let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such socket: is the cluster running, and is this its path?",
-                std::io::ErrorKind::ConnectionRefused => "nothing listens there (a stale socket of a stopped cluster?)",
-                std::io::ErrorKind::PermissionDenied => "permission denied: the socket is mode 0600, run as the cluster's user",
+                std::io::ErrorKind::NotFound => {
+                    "no such socket: is the cluster running, and is this its path?"
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    "nothing listens there (a stale socket of a stopped cluster?)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied: the socket is mode 0600, run as the cluster's user"
+                }
                 _ => "",
             };
             format!(
@@ -110,7 +118,11 @@ impl Client {
 
     /// Sends `request` (with the protocol version) and reads the answer, waiting at most
     /// `timeout` (`None`: as long as it takes).
-    pub(crate) fn call(&mut self, request: &Value, timeout: Option<Duration>) -> Result<Value, String> {
+    pub(crate) fn call(
+        &mut self,
+        request: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, String> {
         let mut request = request.clone();
         request["v"] = VERSION.into();
         let body = request.to_string();
@@ -118,7 +130,10 @@ impl Client {
         frame.extend_from_slice(body.as_bytes());
         let shown = self.path.display().to_string();
         let io = |e: std::io::Error| {
-            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
                 format!("the cluster at {shown} did not answer in time")
             } else {
                 format!("lost the connection to the cluster at {shown}: {e}")
@@ -130,7 +145,9 @@ impl Client {
         self.stream.read_exact(&mut head).map_err(io)?;
         let len = u32::from_be_bytes(head) as usize;
         if len > MAX_FRAME {
-            return Err(format!("the answer from {shown} is too large ({len} bytes)"));
+            return Err(format!(
+                "the answer from {shown} is too large ({len} bytes)"
+            ));
         }
         let mut body = vec![0; len];
         self.stream.read_exact(&mut body).map_err(io)?;

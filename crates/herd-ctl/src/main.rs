@@ -152,7 +152,14 @@ fn run(cli: &Cli) -> Result<(), String> {
     if let Verb::Top = cli.verb {
         return top(&mut conn, cli.json);
     }
-    let answer = conn.call(&request, if wait { None } else { Some(Duration::from_secs(10)) })?;
+    let answer = conn.call(
+        &request,
+        if wait {
+            None
+        } else {
+            Some(Duration::from_secs(10))
+        },
+    )?;
     let ok = answer["ok"].as_bool() == Some(true);
     if cli.json {
         let shown = match cli.verb {
@@ -164,10 +171,16 @@ fn run(cli: &Cli) -> Result<(), String> {
         match &cli.verb {
             Verb::Status => print!("{}", render::status(&answer["status"])),
             Verb::Reload { wait: true } => {
-                println!("reload complete: every slot runs generation {}", answer["generation"])
+                println!(
+                    "reload complete: every slot runs generation {}",
+                    answer["generation"]
+                )
             }
             Verb::Reload { wait: false } => println!("reload started"),
-            Verb::Scale(_) => println!("scaling from {} to {} workers", answer["from"], answer["to"]),
+            Verb::Scale(_) => println!(
+                "scaling from {} to {} workers",
+                answer["from"], answer["to"]
+            ),
             Verb::Stop { quick: true } => println!("stopping now (workers SIGKILLed)"),
             Verb::Stop { quick: false } => println!("stopping gracefully"),
             Verb::Kill { .. } => println!(
@@ -212,13 +225,22 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let c = p(&["-j", "scale", "-1", "--socket", "/x"]).unwrap().unwrap();
+        let c = p(&["-j", "scale", "-1", "--socket", "/x"])
+            .unwrap()
+            .unwrap();
         assert!(c.json);
         assert_eq!(c.socket.as_deref(), Some("/x"));
         assert!(matches!(c.verb, Verb::Scale(ref v) if v["delta"] == -1));
-        assert!(matches!(p(&["scale", "+2"]).unwrap().unwrap().verb, Verb::Scale(ref v) if v["delta"] == 2));
-        assert!(matches!(p(&["scale", "3"]).unwrap().unwrap().verb, Verb::Scale(ref v) if v["workers"] == 3));
-        assert!(matches!(p(&["reload", "--wait"]).unwrap().unwrap().verb, Verb::Reload { wait: true }));
+        assert!(
+            matches!(p(&["scale", "+2"]).unwrap().unwrap().verb, Verb::Scale(ref v) if v["delta"] == 2)
+        );
+        assert!(
+            matches!(p(&["scale", "3"]).unwrap().unwrap().verb, Verb::Scale(ref v) if v["workers"] == 3)
+        );
+        assert!(matches!(
+            p(&["reload", "--wait"]).unwrap().unwrap().verb,
+            Verb::Reload { wait: true }
+        ));
         assert!(p(&["scale", "x"]).is_err());
         assert!(p(&["status", "--wait"]).is_err());
         assert!(p(&["frobnicate"]).is_err());

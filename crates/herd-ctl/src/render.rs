@@ -41,11 +41,25 @@ fn restarts(r: &Value) -> String {
 /// The status answer as a table and a summary.
 pub(crate) fn status(s: &Value) -> String {
     let header = [
-        "id", "slot", "pid", "state", "gen", "uptime", "requests", "conns", "memory", "cpu",
-        "restarts c/r/s/k", "heartbeat",
+        "id",
+        "slot",
+        "pid",
+        "state",
+        "gen",
+        "uptime",
+        "requests",
+        "conns",
+        "memory",
+        "cpu",
+        "restarts c/r/s/k",
+        "heartbeat",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for w in s["workers"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for w in s["workers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         rows.push(vec![
             w["id"].to_string(),
             w["slot"].to_string(),
@@ -91,9 +105,17 @@ pub(crate) fn status(s: &Value) -> String {
         out,
         "\npolicy {}, address {}, generation {}{} ({reload})",
         s["policy"].as_str().unwrap_or("?"),
-        if addrs.is_empty() { "-".to_string() } else { addrs.join(" ") },
+        if addrs.is_empty() {
+            "-".to_string()
+        } else {
+            addrs.join(" ")
+        },
         s["generation"],
-        if s["reloading"] == true { ", reloading" } else { "" },
+        if s["reloading"] == true {
+            ", reloading"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         out,
@@ -105,7 +127,10 @@ pub(crate) fn status(s: &Value) -> String {
         restarts(&s["restarts"]),
         s["pid"],
     );
-    let failed = s["failed_slots"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let failed = s["failed_slots"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if failed.is_empty() {
         let _ = writeln!(out, "failed slots: none");
     } else {

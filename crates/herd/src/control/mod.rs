@@ -30,7 +30,6 @@
 //! the limit, or one that is not JSON, gets such an answer and the connection closes; a
 //! client that sends nothing for 10 s is closed. None of this ever blocks the primary.
 
-
 pub(crate) mod proto;
 mod server;
 mod status;

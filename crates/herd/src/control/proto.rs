@@ -48,8 +48,11 @@ pub(crate) fn error(text: impl Into<String>) -> Value {
 
 /// A parsed request, or the answer that refuses it.
 pub(crate) fn parse(payload: &[u8]) -> Result<Value, Value> {
-    let v: Value = serde_json::from_slice(payload)
-        .map_err(|e| error(format!("the request is not JSON ({e}): see the protocol in herd's docs")))?;
+    let v: Value = serde_json::from_slice(payload).map_err(|e| {
+        error(format!(
+            "the request is not JSON ({e}): see the protocol in herd's docs"
+        ))
+    })?;
     match v.get("v").and_then(Value::as_u64) {
         Some(VERSION) => {}
         Some(other) => {

@@ -173,7 +173,9 @@ impl Server {
 
     fn accept_control(&mut self) {
         loop {
-            let Some(l) = self.control.as_ref() else { return };
+            let Some(l) = self.control.as_ref() else {
+                return;
+            };
             match l.accept() {
                 Ok((s, _)) => self.add(Stream::Unix(s), false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -187,7 +189,9 @@ impl Server {
 
     fn accept_metrics(&mut self) {
         loop {
-            let Some(l) = self.metrics.as_ref() else { return };
+            let Some(l) = self.metrics.as_ref() else {
+                return;
+            };
             match l.accept() {
                 Ok((s, _)) => self.add(Stream::Tcp(s), true),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -357,7 +361,12 @@ impl Server {
                 req["signal"]
             ));
         };
-        match self.handle.workers().into_iter().find(|w| u64::from(w.id()) == id) {
+        match self
+            .handle
+            .workers()
+            .into_iter()
+            .find(|w| u64::from(w.id()) == id)
+        {
             Some(w) => {
                 w.kill(signal);
                 json!({"v": VERSION, "ok": true, "id": id, "pid": w.pid(), "signal": signal})
@@ -417,7 +426,9 @@ impl Server {
         for (t, c) in self.clients.iter_mut() {
             let Some(rx) = &c.waiting else { continue };
             let answer = match rx.try_recv() {
-                Ok(Ok(())) => json!({"v": VERSION, "ok": true, "generation": self.board.view().generation}),
+                Ok(Ok(())) => {
+                    json!({"v": VERSION, "ok": true, "generation": self.board.view().generation})
+                }
                 Ok(Err(why)) => proto::error(format!("the reload stopped and rolled back: {why}")),
                 Err(TryRecvError::Empty) => continue,
                 Err(TryRecvError::Disconnected) => proto::error("the cluster stopped"),

@@ -331,7 +331,9 @@ impl Board {
                 pid: h.pid(),
                 state: format!("{:?}", h.state()).to_lowercase(),
                 generation: row.generation,
-                uptime: row.started.map_or(Duration::ZERO, |t| now.duration_since(t)),
+                uptime: row
+                    .started
+                    .map_or(Duration::ZERO, |t| now.duration_since(t)),
                 snapshot: row.snapshot,
                 rss: row.proc.rss,
                 cpu_seconds: row.proc.cpu_seconds,
@@ -368,7 +370,10 @@ impl Board {
 }
 
 /// Slot `slot`'s accept queues: (address, connections waiting, backlog) per listener.
-pub(crate) fn queues(listeners: &crate::listen::Listeners, slot: usize) -> Vec<(SocketAddr, u32, u32)> {
+pub(crate) fn queues(
+    listeners: &crate::listen::Listeners,
+    slot: usize,
+) -> Vec<(SocketAddr, u32, u32)> {
     listeners
         .slot_sockets(slot)
         .into_iter()
@@ -415,7 +420,10 @@ mod tests {
         let late = b.wait_reload();
         b.reload_finished(Ok(()));
         assert_eq!(early.try_recv(), Ok(Ok(())));
-        assert!(late.try_recv().is_err(), "waits for the reload it asked for");
+        assert!(
+            late.try_recv().is_err(),
+            "waits for the reload it asked for"
+        );
         b.reload_started();
         b.reload_finished(Err("new worker 3 exited".into()));
         assert_eq!(late.try_recv(), Ok(Err("new worker 3 exited".into())));

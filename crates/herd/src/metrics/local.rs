@@ -147,7 +147,10 @@ pub(crate) fn request(status: u16, started: Instant) {
         let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         let class = (status / 100).clamp(1, 5) as usize - 1;
         bump(&l.by_class[class], 1);
-        let b = BUCKETS_NS.iter().position(|&le| ns <= le).unwrap_or(BUCKETS.len());
+        let b = BUCKETS_NS
+            .iter()
+            .position(|&le| ns <= le)
+            .unwrap_or(BUCKETS.len());
         bump(&l.buckets[b], 1);
         bump(&l.duration_ns, ns);
     });
@@ -204,7 +207,10 @@ mod tests {
             assert_eq!(s.by_class, [0, 1, 0, 1, 1]);
             assert_eq!(s.buckets.iter().sum::<u64>(), 3);
             assert_eq!(s.buckets[BUCKETS.len()], 1, "20 s lands in +Inf");
-            assert_eq!((s.bytes_in, s.bytes_out, s.connections, s.open), (10, 7, 1, 3));
+            assert_eq!(
+                (s.bytes_in, s.bytes_out, s.connections, s.open),
+                (10, 7, 1, 3)
+            );
             assert_eq!(Snapshot::from_wire(&s.to_wire()), Some(s));
             assert_eq!(Snapshot::from_wire(&[1, 2]), None);
         })

@@ -55,14 +55,19 @@ impl prometheus_client::collector::Collector for Collect {
             "herd_requests",
             "HTTP requests answered, by status class.",
             "class",
-            CLASS.iter().zip(t.by_class).map(|(c, n)| (c.to_string(), n)),
+            CLASS
+                .iter()
+                .zip(t.by_class)
+                .map(|(c, n)| (c.to_string(), n)),
         )?;
         counters(
             &mut e,
             "herd_slot_requests",
             "HTTP requests answered, by worker slot (every worker the slot had).",
             "slot",
-            v.slots.iter().map(|(s, sv)| (s.to_string(), sv.totals.requests())),
+            v.slots
+                .iter()
+                .map(|(s, sv)| (s.to_string(), sv.totals.requests())),
         )?;
         {
             let mut m = e.encode_descriptor(
@@ -71,8 +76,7 @@ impl prometheus_client::collector::Collector for Collect {
                 None,
                 MetricType::Histogram,
             )?;
-            let mut buckets: Vec<(f64, u64)> =
-                BUCKETS.iter().copied().zip(t.buckets).collect();
+            let mut buckets: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(t.buckets).collect();
             buckets.push((f64::INFINITY, t.buckets[BUCKETS.len()]));
             m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                 t.duration_ns as f64 / 1e9,
@@ -93,8 +97,18 @@ impl prometheus_client::collector::Collector for Collect {
             "Connections served (accepted, handed over or adopted).",
             t.connections,
         )?;
-        counter(&mut e, "herd_received_bytes", "Bytes read from clients.", t.bytes_in)?;
-        counter(&mut e, "herd_sent_bytes", "Bytes written to clients.", t.bytes_out)?;
+        counter(
+            &mut e,
+            "herd_received_bytes",
+            "Bytes read from clients.",
+            t.bytes_in,
+        )?;
+        counter(
+            &mut e,
+            "herd_sent_bytes",
+            "Bytes written to clients.",
+            t.bytes_out,
+        )?;
         for (name, help, pick) in [
             (
                 "herd_listen_queue_length",
@@ -153,7 +167,10 @@ impl prometheus_client::collector::Collector for Collect {
             "herd_reloads",
             "Rolling reloads that ended, by result (failed: stopped and rolled back).",
             "result",
-            [("ok".to_string(), v.reloads[0]), ("failed".to_string(), v.reloads[1])],
+            [
+                ("ok".to_string(), v.reloads[0]),
+                ("failed".to_string(), v.reloads[1]),
+            ],
         )?;
         if let Some((r, _)) = &v.last_reload {
             gauge(
@@ -189,8 +206,14 @@ impl prometheus_client::collector::Collector for Collect {
                 MetricType::Gauge,
             )?;
             for slot in v.slots.keys() {
-                let rss: u64 = v.workers.iter().filter(|w| w.slot == *slot).map(|w| w.rss).sum();
-                ConstGauge::new(rss as i64).encode(m.encode_family(&[("slot", slot.to_string())])?)?;
+                let rss: u64 = v
+                    .workers
+                    .iter()
+                    .filter(|w| w.slot == *slot)
+                    .map(|w| w.rss)
+                    .sum();
+                ConstGauge::new(rss as i64)
+                    .encode(m.encode_family(&[("slot", slot.to_string())])?)?;
             }
         }
         {

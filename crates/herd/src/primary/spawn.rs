@@ -48,7 +48,9 @@ pub(crate) fn spawn(
         .env(role::ENV_REPORT_LOAD, if s.report_load { "1" } else { "0" })
         .env(
             role::ENV_METRICS_MS,
-            s.metrics_every.map_or(0, |d| d.as_millis().max(1)).to_string(),
+            s.metrics_every
+                .map_or(0, |d| d.as_millis().max(1))
+                .to_string(),
         )
         .env_remove(role::ENV_CPU)
         .stdin(Stdio::null());
