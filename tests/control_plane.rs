@@ -512,3 +512,37 @@ fn prometheus_scrapes_the_request_total() {
     assert!(up.contains("\"1\""), "the target is up: {up}");
     drop(prom);
 }
+
+#[test]
+fn kill_top_and_stop() {
+    let dir = TempDir::new("kill-stop");
+    let (mut c, socket, _) = http_cluster(&dir, &[]);
+    let out = herd(&socket, &["kill", "1"], 10 * SEC);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let exit = c.expect(10 * SEC, |l| l.starts_with("EV exit id=1"));
+    assert_eq!(field(&exit, "signal"), Some("15"), "SIGTERM by default");
+    c.expect(10 * SEC, |l| l.starts_with("EV listening id=3"));
+    let out = herd(&socket, &["kill", "2", "--signal", "KILL", "-j"], 10 * SEC);
+    assert_eq!(out.json()["signal"], 9);
+    c.expect(10 * SEC, |l| l.starts_with("EV listening id=4"));
+    let s = status(&socket);
+    assert_eq!(s["restarts"]["kill"], 2, "{s}");
+    assert_eq!(s["restarts"]["crash"], 0, "{s}");
+    assert_eq!(workers(&s), forked(&c));
+
+    // `herd top` redraws in place until interrupted.
+    let out = herd(&socket, &["top"], Duration::from_millis(2500));
+    assert_eq!(out.code, None, "top runs until stopped");
+    assert!(
+        out.stdout.matches("\x1b[H\x1b[2J").count() >= 2,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("failed slots: none"));
+
+    let out = herd(&socket, &["stop"], 10 * SEC);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let status = c.wait(20 * SEC).expect("the primary stops");
+    assert!(status.success(), "{}", c.stderr());
+    assert!(!socket.exists(), "the socket is removed at exit");
+}
