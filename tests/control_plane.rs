@@ -324,6 +324,24 @@ fn garbage_and_silent_clients_do_not_stop_status() {
         assert_eq!(j["ok"], false);
         assert!(j["error"].as_str().unwrap().contains(want), "{j}");
     }
+    // Two requests in one write: two answers, in order, on the same connection.
+    let mut two = UnixStream::connect(&socket).unwrap();
+    two.set_read_timeout(Some(5 * SEC)).unwrap();
+    let mut frames = Vec::new();
+    for cmd in ["status", "nonsense"] {
+        let body = format!(r#"{{"v":1,"cmd":"{cmd}"}}"#);
+        frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frames.extend_from_slice(body.as_bytes());
+    }
+    two.write_all(&frames).unwrap();
+    for want_ok in [true, false] {
+        let mut head = [0u8; 4];
+        two.read_exact(&mut head).unwrap();
+        let mut body = vec![0; u32::from_be_bytes(head) as usize];
+        two.read_exact(&mut body).unwrap();
+        let j: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["ok"], want_ok, "{j}");
+    }
     let started = Instant::now();
     let s = status(&socket);
     assert_eq!(s["workers"].as_array().unwrap().len(), 2);

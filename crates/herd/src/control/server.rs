@@ -218,25 +218,24 @@ impl Server {
     fn serve(&mut self, c: &mut Client) -> bool {
         let mut buf = [0u8; 4096];
         let mut eof = false;
-        while !c.closing {
+        // Whatever is already buffered first (a reload wait just ended), then the socket.
+        self.answer(c);
+        // A client waiting for a reload is not read past one frame's worth: the rest stays
+        // in the kernel until its answer is out (this function runs again then).
+        while !c.closing && c.input.len() <= MAX_FRAME + 4 {
             match c.stream.read(&mut buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => c.input.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    c.input.extend_from_slice(&buf[..n]);
+                    self.answer(c);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
-            if c.input.len() > MAX_FRAME + 4 {
-                break;
-            }
-        }
-        if c.http {
-            self.http(c);
-        } else {
-            self.requests(c);
         }
         if !flush(c) {
             return false;
@@ -246,6 +245,14 @@ impl Server {
         }
         // A client that closed its side is done once nothing is owed to it.
         !(eof && c.waiting.is_none() && c.output.is_empty())
+    }
+
+    fn answer(&mut self, c: &mut Client) {
+        if c.http {
+            self.http(c);
+        } else {
+            self.requests(c);
+        }
     }
 
     /// Answers every whole request in the client's input (not while a reload is awaited).
