@@ -376,6 +376,21 @@ fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     );
     // The first cluster still answers on it.
     assert_eq!(status(&socket)["workers"].as_array().unwrap().len(), 2);
+
+    // Something else listening at a path is not taken over either.
+    let other = dir.0.join("other.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&other).unwrap();
+    let mut c = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_WORKERS", "1"),
+            ("FIX_ADDR", "127.0.0.1:0"),
+            ("HERD_SOCKET", other.to_str().unwrap()),
+        ],
+        &[],
+    );
+    assert!(!c.wait(10 * SEC).expect("it exits").success());
+    assert!(c.stderr().contains("not a herd primary"), "{}", c.stderr());
 }
 
 #[test]

@@ -143,7 +143,13 @@ fn bind(path: &Path) -> std::result::Result<(UnixListener, Flock<File>), BindErr
             BindError::Other(format!("cannot lock {shown}.lock: {e}"))
         }
     })?;
-    // We hold the lock: a socket there is a dead primary's.
+    // We hold the lock: a socket there is a dead primary's, unless something else answers.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(BindError::Live(format!(
+            "a process that is not a herd primary listens on {shown}: give this cluster \
+             another path (Cluster::control_socket or env {ENV_SOCKET})"
+        )));
+    }
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!("replaced the stale control socket {shown}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
