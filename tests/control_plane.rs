@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{field, free_port, herd_cli, http_get, Proc, FIXTURE, SEC};
+use util::{example, field, free_port, herd_cli, http_get, Proc, FIXTURE, SEC};
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -49,10 +49,13 @@ impl Out {
 
 /// Runs `herd` with `args` against `socket`; killed after `timeout`.
 fn herd(socket: &Path, args: &[&str], timeout: Duration) -> Out {
-    let mut child = Command::new(herd_cli())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
+    let mut cmd = Command::new(herd_cli());
+    cmd.arg("--socket").arg(socket).args(args);
+    run(&mut cmd, timeout)
+}
+
+fn run(cmd: &mut Command, timeout: Duration) -> Out {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -578,4 +581,43 @@ fn kill_top_and_stop() {
     let status = c.wait(20 * SEC).expect("the primary stops");
     assert!(status.success(), "{}", c.stderr());
     assert!(!socket.exists(), "the socket is removed at exit");
+}
+
+/// What scripts outside the repo rely on: `HERD_SOCKET=/x/h.sock hello`, then
+/// `HERD_SOCKET=/x/h.sock herd status -j`; and hello's `METRICS_ADDR`.
+#[test]
+fn hello_honours_herd_socket_and_metrics_addr() {
+    let dir = TempDir::new("hello");
+    let socket = dir.0.join("h.sock");
+    let port = free_port();
+    let maddr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let c = Proc::start(
+        example("hello").to_str().unwrap(),
+        &[
+            ("PORT", &port.to_string()),
+            ("WORKERS", "2"),
+            ("HERD_SOCKET", socket.to_str().unwrap()),
+            ("METRICS_ADDR", &maddr.to_string()),
+        ],
+        &[],
+    );
+    let s = eventually(20 * SEC, "hello's two workers in herd status", || {
+        let out = run(
+            Command::new(herd_cli())
+                .args(["status", "-j"])
+                .env("HERD_SOCKET", &socket),
+            10 * SEC,
+        );
+        let j: Value = serde_json::from_str(&out.stdout).ok()?;
+        (j["workers"].as_array()?.len() == 2).then_some(j)
+    });
+    let pids: Vec<i32> = workers(&s).iter().map(|w| w.1 as i32).collect();
+    c.adopt(&pids);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..5 {
+        assert!(http_get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
+    }
+    eventually(10 * SEC, "hello's requests in its metrics", || {
+        (metric(&scrape(maddr), "herd_requests_total{class=\"2xx\"}") == Some(5.0)).then_some(())
+    });
 }

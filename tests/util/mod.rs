@@ -37,8 +37,14 @@ pub fn example(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// The `herd` command (crates/herd-ctl), built first with the test's own profile.
+/// The `herd` command (crates/herd-ctl), built first (once per test binary) with the test's
+/// own profile.
 pub fn herd_cli() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_herd_cli).clone()
+}
+
+fn build_herd_cli() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
