@@ -621,3 +621,25 @@ fn hello_honours_herd_socket_and_metrics_addr() {
         (metric(&scrape(maddr), "herd_requests_total{class=\"2xx\"}") == Some(5.0)).then_some(())
     });
 }
+
+#[test]
+fn stop_quick_kills_the_workers_now() {
+    let dir = TempDir::new("quick");
+    // Workers that would take 60 s to drain a request in flight.
+    let (mut c, socket, addr) = http_cluster(&dir, &[("FIX_SHUTDOWN_MS", "60000")]);
+    let pids: Vec<i32> = workers(&status(&socket))
+        .iter()
+        .map(|w| w.1 as i32)
+        .collect();
+    let slow = std::thread::spawn(move || http_get(addr, "/sleep?ms=30000"));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let out = herd(&socket, &["stop", "--quick"], 10 * SEC);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    c.wait(10 * SEC).expect("the primary stops at once");
+    assert!(started.elapsed() < 10 * SEC);
+    for pid in pids {
+        assert!(!util::alive(pid), "worker {pid} was killed");
+    }
+    let _ = slow.join();
+}
