@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -40,6 +40,9 @@ measure-lifecycle:
 # Hostile clients: chunked floods, a pipelining flood, slowloris (herd vs nginx).
 measure-attacks:
 	python3 benches/measure_attacks.py
+# What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
+measure-metrics:
+	bash benches/measure_metrics.sh
 
 # The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
 # stable toolchain use the sanitizer flags cargo-fuzz needs).

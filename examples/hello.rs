@@ -8,6 +8,10 @@
 //! herd-rr's `rr`, `rr-least`, `rr-sticky`). The `X-Herd-Cpu` header says which CPU served the
 //! request, so the effect of pinning shows. SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a
 //! worker, SIGTERM/Ctrl-C stop gracefully.
+//!
+//! The control socket is on (`herd status`; env `HERD_SOCKET` moves it). `METRICS_ADDR=
+//! host:port` serves Prometheus metrics at `http://host:port/metrics`. `WORKER_METRICS=0`
+//! turns the workers' counting off (for measuring what it costs).
 
 use std::process::ExitCode;
 
@@ -45,7 +49,23 @@ fn run(greeting: &str) -> Result<(), String> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let cluster = policy::apply(Cluster::new().workers(workers), &policy_name)?;
+    let metrics = match std::env::var("METRICS_ADDR") {
+        Ok(a) if !a.is_empty() => Some(
+            std::net::ToSocketAddrs::to_socket_addrs(&a)
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| {
+                    format!("METRICS_ADDR={a:?} is not host:port (e.g. 127.0.0.1:9100)")
+                })?,
+        ),
+        _ => None,
+    };
+    let counting: u8 = env::env_or("WORKER_METRICS", 1)?;
+    let cluster = Cluster::new()
+        .workers(workers)
+        .metrics_addr(metrics)
+        .worker_metrics((counting != 0).then_some(std::time::Duration::from_secs(1)));
+    let cluster = policy::apply(cluster, &policy_name)?;
     cluster
         .run(move |worker| {
             let id = worker.id().to_string();

@@ -74,6 +74,12 @@ fn main() {
     if let Some(list) = var("FIX_LISTEN_ON") {
         cluster = cluster.listen_on(list.split(','));
     }
+    if let Some(addr) = var("FIX_METRICS_ADDR") {
+        cluster = cluster.metrics_addr(Some(addr.parse().unwrap()));
+    }
+    if let Some(t) = ms("FIX_STATS_MS") {
+        cluster = cluster.worker_metrics(Some(t));
+    }
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
     }

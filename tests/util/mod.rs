@@ -37,6 +37,41 @@ pub fn example(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The `herd` command (crates/herd-ctl), built first (once per test binary) with the test's
+/// own profile.
+pub fn herd_cli() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_herd_cli).clone()
+}
+
+fn build_herd_cli() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("tests run from target/<profile>/deps");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "-p", "herd-ctl", "--bin", "herd"]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd.status().expect("run cargo to build the herd command");
+    assert!(
+        status.success(),
+        "building the herd command failed: {status}"
+    );
+    let path = profile_dir.join("herd");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
 /// The fixture cluster binary.
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_herd-fixture");
 

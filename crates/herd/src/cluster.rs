@@ -2,12 +2,14 @@
 //! the primary and serves in a worker, so one `main` works for both.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::{Poll, Token, Waker};
 
+use crate::control::SocketSetting;
 use crate::error::{Error, ErrorKind, Result};
 use crate::listen::{Listeners, Policy};
 use crate::primary::spawn::SpawnSettings;
@@ -52,6 +54,9 @@ pub struct Cluster {
     dispatch: Option<Box<dyn Dispatch>>,
     cpus: Option<Vec<usize>>,
     listen_on: Option<Vec<String>>,
+    control_socket: SocketSetting,
+    metrics_addr: Option<SocketAddr>,
+    worker_metrics: Option<Duration>,
     poll: Option<(
         Poll,
         PrimaryHandle,
@@ -124,6 +129,9 @@ impl Cluster {
             dispatch: None,
             cpus: None,
             listen_on: None,
+            control_socket: SocketSetting::Default,
+            metrics_addr: None,
+            worker_metrics: Some(Duration::from_secs(1)),
             poll: None,
         }
     }
@@ -284,6 +292,38 @@ impl Cluster {
         self
     }
 
+    /// The control socket's path (`herd --socket PATH`; mode 0600), or `None` for no control
+    /// socket. Default: env `HERD_SOCKET` if set, else `herd-<program>.sock` under
+    /// `$XDG_RUNTIME_DIR`, else `herd-<program>-<uid>.sock` in the temp dir (see
+    /// [`crate::control`]).
+    ///
+    /// A socket that cannot be created is a warning (the cluster runs without it), except
+    /// one held by another live primary at a path set here or in `HERD_SOCKET`: then
+    /// [`Cluster::run`] fails with [`ErrorKind::Config`] naming the path. A stale socket
+    /// left by a dead primary is replaced.
+    pub fn control_socket(mut self, path: Option<PathBuf>) -> Self {
+        self.control_socket = match path {
+            Some(p) => SocketSetting::Path(p),
+            None => SocketSetting::Off,
+        };
+        self
+    }
+
+    /// Serve `GET /metrics` (Prometheus text) from the primary on this address. Default:
+    /// `None` (no metrics endpoint). [`Cluster::run`] fails when it cannot listen there.
+    pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics_addr = addr;
+        self
+    }
+
+    /// How often each worker's event loop ships its counters (requests, durations, bytes,
+    /// connections) to the primary; they are also shipped when it exits. `None`: workers
+    /// do not count (the metrics and `herd status` then show no requests). Default: 1 s.
+    pub fn worker_metrics(mut self, every: Option<Duration>) -> Self {
+        self.worker_metrics = every.map(|d| d.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Called in the primary, on its loop, for every lifecycle event.
     pub fn on_event(mut self, f: impl FnMut(&Event, &PrimaryHandle) + 'static) -> Self {
         self.on_event = Some(Box::new(f));
@@ -359,11 +399,23 @@ impl Cluster {
         listeners.adopt_activated(
             crate::listen::activation::take().map_err(|e| Error::new(ErrorKind::Config, e))?,
         );
+        let workers = match self.workers {
+            0 => one_per_cpu(),
+            n => n,
+        };
+        let policy = match &self.dispatch {
+            Some(_) => "dispatch".to_string(),
+            None => format!("{:?}", self.policy).to_lowercase(),
+        };
+        let board = Arc::new(crate::metrics::Board::new(policy, workers));
+        let control = crate::control::start(
+            &self.control_socket,
+            self.metrics_addr,
+            handle.clone(),
+            board.clone(),
+        )?;
         let cfg = primary::Config {
-            workers: match self.workers {
-                0 => one_per_cpu(),
-                n => n,
-            },
+            workers,
             spawn,
             listeners,
             shutdown_timeout: self.shutdown_timeout,
@@ -373,8 +425,11 @@ impl Cluster {
             backoff: self.backoff,
             dispatch: self.dispatch.take(),
             allowed: primary::Allowed::new(self.allowed_addrs()?),
+            board,
         };
-        primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run()
+        let result = primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run();
+        drop(control);
+        result
     }
 
     /// [`Cluster::listen_on`]'s addresses, parsed.
@@ -441,6 +496,7 @@ impl Cluster {
             max_message: self.max_message,
             drain: self.shutdown_timeout,
             report_load: self.dispatch.as_ref().is_some_and(|d| d.wants_load()),
+            metrics_every: self.worker_metrics,
         })
     }
 }

@@ -22,6 +22,7 @@ mod sys;
 #[macro_use]
 mod log;
 mod cluster;
+pub mod control;
 mod error;
 pub mod event_loop;
 pub mod http;
@@ -29,6 +30,7 @@ mod ipc;
 #[cfg(feature = "serde")]
 mod json;
 mod listen;
+mod metrics;
 mod primary;
 pub mod protocol;
 mod role;
@@ -40,6 +42,7 @@ pub use http::{Handler, Http, Request, Response};
 #[cfg(feature = "serde")]
 pub use json::from_json;
 pub use listen::{current_cpu, Policy, Steering};
+pub use metrics::RestartReason;
 pub use primary::{Dispatch, DispatchCtx, Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
 pub use worker::{IntoListener, Listener, Worker, WorkerEvent, WorkerSender};

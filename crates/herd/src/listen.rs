@@ -315,6 +315,18 @@ impl Listeners {
         }
     }
 
+    /// The listeners slot `slot` accepts on (its own, or the shared ones), with their
+    /// addresses: what the metrics read the accept-queue depth from.
+    pub(crate) fn slot_sockets(&self, slot: usize) -> Vec<(SocketAddr, BorrowedFd<'_>)> {
+        self.groups
+            .values()
+            .filter_map(|g| {
+                let s = g.shared.as_ref().or_else(|| g.slots.get(&slot))?;
+                Some((g.addr, s.as_fd()))
+            })
+            .collect()
+    }
+
     /// `slot` is going away: steer new connections to the other slots.
     pub(crate) fn begin_remove_slot(&mut self, slot: usize) {
         self.leaving.insert(slot);

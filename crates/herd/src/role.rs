@@ -13,6 +13,7 @@ pub(crate) const ENV_MAX_MESSAGE: &str = "HERD_MAX_MESSAGE";
 pub(crate) const ENV_DRAIN_MS: &str = "HERD_DRAIN_MS";
 pub(crate) const ENV_REPORT_LOAD: &str = "HERD_REPORT_LOAD";
 pub(crate) const ENV_CPU: &str = "HERD_WORKER_CPU";
+pub(crate) const ENV_METRICS_MS: &str = "HERD_METRICS_MS";
 
 /// What the primary told this worker through its environment.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub(crate) struct WorkerEnv {
     pub drain: Duration,
     pub report_load: bool,
     pub cpu: Option<usize>,
+    /// How often the event loop ships its metric counters; `None`: it does not count.
+    pub metrics_every: Option<Duration>,
 }
 
 static ROLE: OnceLock<Option<WorkerEnv>> = OnceLock::new();
@@ -42,6 +45,9 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             drain: Duration::from_millis(get(ENV_DRAIN_MS).unwrap_or(30_000)),
             report_load: get(ENV_REPORT_LOAD) == Some(1),
             cpu: get(ENV_CPU).map(|v| v as usize),
+            metrics_every: get(ENV_METRICS_MS)
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
         };
         for k in [
             ENV_ID,
@@ -51,6 +57,7 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             ENV_DRAIN_MS,
             ENV_REPORT_LOAD,
             ENV_CPU,
+            ENV_METRICS_MS,
         ] {
             std::env::remove_var(k);
         }

@@ -75,3 +75,21 @@ pub(crate) fn ignore_terminal_signals() {
         let _ = unsafe { sigaction(sig, &action) };
     }
 }
+
+/// A listening TCP socket's accept queue: (connections waiting now, the backlog), from
+/// TCP_INFO (`tcpi_unacked` and `tcpi_sacked` on a listener).
+pub(crate) fn listen_queue(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain integers: all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // getsockopt writes at most `len` bytes into `info`, which is that large, and updates len.
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        (&mut info as *mut libc::tcp_info).cast(),
+        &mut len
+    ))?;
+    Ok((info.tcpi_unacked, info.tcpi_sacked))
+}

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 /// Something the surroundings tell the loop.
 #[derive(Debug)]
@@ -42,6 +43,16 @@ pub trait Hooks {
     /// The number of open connections, after every loop iteration: repeats are common, so
     /// an implementation that reports elsewhere dedupes and throttles here.
     fn load(&mut self, _open: usize) {}
+
+    /// When the loop should next call [`Hooks::tick`], if ever (it wakes up for it even
+    /// when idle). Default: never.
+    fn tick_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The moment [`Hooks::tick_at`] named has come; `open` connections are open. Runs on
+    /// the loop's thread (the worker ships its metric counters from here).
+    fn tick(&mut self, _now: Instant, _open: usize) {}
 
     /// Whether connections can leave this loop while it drains (asked when the drain
     /// starts): another process takes them through [`Hooks::hand_back`]. Default: no.

@@ -101,6 +101,9 @@ impl<P: Protocol> Reactor<P> {
         loop {
             let timeout = if self.busy.is_empty() {
                 self.wake_at()
+                    .into_iter()
+                    .chain(hooks.tick_at())
+                    .min()
                     .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(std::time::Duration::ZERO)
@@ -147,6 +150,9 @@ impl<P: Protocol> Reactor<P> {
             }
             self.hand_back(hooks);
             self.report_load(hooks);
+            if hooks.tick_at().is_some_and(|t| t <= now) {
+                hooks.tick(now, self.sockets.len());
+            }
             if let Some(deadline) = self.drain_deadline {
                 if self.sockets.len() == 0 || now >= deadline {
                     return Ok(());
@@ -242,6 +248,7 @@ impl<P: Protocol> Reactor<P> {
         input: Vec<u8>,
         now: Instant,
     ) {
+        crate::metrics::local::connection();
         let token = Token(self.sockets.vacant_key());
         let proto = self.protocol.connect(peer, now);
         let socket = Socket::new(stream, token, proto, handed_over, now);

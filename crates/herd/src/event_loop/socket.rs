@@ -127,6 +127,7 @@ impl<C: Connection> Socket<C> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail("read", &e),
             };
+            crate::metrics::local::bytes_in(n);
             let flow = self.feed(n, cx);
             self.drained = n < cx.bufs.read.len() && self.input.is_empty();
             if self.after(flow, cx) == Status::Closed {
@@ -172,8 +173,12 @@ impl<C: Connection> Socket<C> {
         }
         loop {
             match (&self.stream).write(&self.output) {
-                Ok(n) if n == self.output.len() => break,
+                Ok(n) if n == self.output.len() => {
+                    crate::metrics::local::bytes_out(n);
+                    break;
+                }
                 Ok(n) => {
+                    crate::metrics::local::bytes_out(n);
                     self.output.drain(..n);
                     self.progress = cx.now;
                 }
@@ -313,6 +318,7 @@ impl<C: Connection> Socket<C> {
                 }
             }
         };
+        crate::metrics::local::bytes_out(written);
         if written < out.len() {
             self.output.extend_from_slice(&out[written..]);
             self.progress = cx.now;

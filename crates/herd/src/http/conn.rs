@@ -132,6 +132,12 @@ impl<H: Handler> Conn<H> {
             Some(rest) => (rest, 0),
             None => (&input[head.len..], head.len),
         };
+        // The request's duration runs from its head's first byte (or the read that
+        // brought the whole head).
+        let started = match self.state {
+            State::Head { since } => since,
+            _ => now,
+        };
         let (body, body_len) = match head.framing {
             Framing::Empty => (&[][..], 0),
             Framing::Length(n) => match rest.get(..n) {
@@ -180,6 +186,7 @@ impl<H: Handler> Conn<H> {
         let handler = &self.handler;
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
         let close = if served.is_ok() {
+            crate::metrics::local::request(res.status_code(), started);
             let close = !head.keep_alive || self.draining || res.wants_close();
             let persist = match (close, head.minor_version) {
                 (true, _) => Persist::Close,
@@ -195,6 +202,7 @@ impl<H: Handler> Conn<H> {
                 head.path()
             );
             response::write_error(out, 500, now);
+            crate::metrics::local::request(500, started);
             true
         };
         res.reset();
@@ -268,6 +276,7 @@ impl<H: Handler> Connection for Conn<H> {
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
+                    crate::metrics::local::request(e.status(), now);
                     return Step {
                         consumed: input.len(),
                         flow: Flow::Close,

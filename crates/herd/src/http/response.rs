@@ -96,6 +96,11 @@ impl Response {
         self.close
     }
 
+    /// The status code set so far.
+    pub(crate) fn status_code(&self) -> u16 {
+        self.status
+    }
+
     /// Back to the initial state, keeping modest buffers for the next request.
     pub(crate) fn reset(&mut self) {
         self.status = 200;

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::metrics::Snapshot;
+
 /// From a worker to the primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ToPrimary {
@@ -22,6 +24,8 @@ pub(crate) enum ToPrimary {
     /// The draining worker gives back connections idle between exchanges, each with the
     /// bytes it read and did not consume; carries one fd per entry, in order.
     HandBack(Vec<Vec<u8>>),
+    /// The worker's metric counters (cumulative since it started).
+    Stats(Snapshot),
 }
 
 /// From the primary to a worker.
@@ -54,6 +58,7 @@ mod kind {
     pub const TOOK: u8 = 6;
     pub const LOAD: u8 = 7;
     pub const HAND_BACK: u8 = 8;
+    pub const STATS: u8 = 20;
     pub const LISTEN_OK: u8 = 101;
     pub const LISTEN_ERR: u8 = 102;
     pub const W_MESSAGE: u8 = 103;
@@ -114,6 +119,23 @@ impl<'a> Cursor<'a> {
             return Err(short());
         }
         (0..n).map(|_| self.bytes().map(<[u8]>::to_vec)).collect()
+    }
+    /// A count of `u64`s, the values, read as a [`Snapshot`].
+    fn snapshot(&mut self) -> io::Result<Snapshot> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / 8 {
+            return Err(short());
+        }
+        let list: Vec<u64> = (0..n)
+            .map(|_| {
+                let (head, rest) = self.0.split_first_chunk::<8>().expect("length checked");
+                self.0 = rest;
+                u64::from_le_bytes(*head)
+            })
+            .collect();
+        Snapshot::from_wire(&list).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "IPC stats of an unknown layout")
+        })
     }
     fn end(self) -> io::Result<()> {
         if self.0.is_empty() {
@@ -185,6 +207,15 @@ impl ToPrimary {
                 put_byte_list(out, inputs);
                 at
             }
+            ToPrimary::Stats(snap) => {
+                let at = begin(out, kind::STATS);
+                let list = snap.to_wire();
+                put_u32(out, list.len() as u32);
+                for v in list {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                at
+            }
         };
         finish(out, at);
     }
@@ -204,6 +235,7 @@ impl ToPrimary {
             kind::TOOK => ToPrimary::Took(c.u32()?),
             kind::LOAD => ToPrimary::Load(c.u32()?),
             kind::HAND_BACK => ToPrimary::HandBack(c.byte_list()?),
+            kind::STATS => ToPrimary::Stats(c.snapshot()?),
             k => return Err(unknown(k)),
         };
         c.end()?;
@@ -338,6 +370,12 @@ mod tests {
             ToPrimary::Took(3),
             ToPrimary::Load(12),
             ToPrimary::HandBack(vec![vec![], b"GET / HT".to_vec()]),
+            ToPrimary::Stats(Snapshot {
+                by_class: [1, 2, 3, 4, 5],
+                bytes_in: 9,
+                open: 2,
+                ..Snapshot::default()
+            }),
         ];
         for m in up {
             let mut buf = Vec::new();
@@ -381,5 +419,7 @@ mod tests {
         assert!(ToPrimary::decode(8, &[255, 255, 255, 255]).is_err());
         assert!(ToWorker::decode(107, &[2, 0, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(ToWorker::decode(104, &[1, 0]).is_err());
+        assert!(ToPrimary::decode(20, &[1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(ToPrimary::decode(20, &[255, 255, 255, 0]).is_err());
     }
 }

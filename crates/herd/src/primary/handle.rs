@@ -68,6 +68,8 @@ pub(crate) enum Command {
     Reload,
     Scale(usize),
     Stop,
+    /// Stop, and SIGKILL every worker now (what a second SIGTERM does).
+    StopNow,
 }
 
 /// The shared line from any handle into the primary's loop.

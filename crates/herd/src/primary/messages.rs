@@ -16,8 +16,9 @@ use crate::ipc::{Received, ToPrimary, ToWorker};
 
 impl Primary {
     pub(super) fn send(&mut self, id: u32, msg: &ToWorker, fds: &[BorrowedFd<'_>]) {
-        if let Err(e) = send_to(&mut self.live, self.poll.registry(), id, msg, fds) {
-            tracing::debug!(worker = id, "IPC send failed: {e}");
+        match send_to(&mut self.live, self.poll.registry(), id, msg, fds) {
+            Ok(()) => self.cfg.board.ipc_out(),
+            Err(e) => tracing::debug!(worker = id, "IPC send failed: {e}"),
         }
     }
 
@@ -73,6 +74,7 @@ impl Primary {
             got.push(r);
         }
         for r in got {
+            self.cfg.board.ipc_in();
             match r {
                 Received::Message(ToPrimary::HandBack(inputs), fds) => self.adopt(id, inputs, fds),
                 Received::Message(m, _) => self.on_message(id, m),
@@ -135,6 +137,7 @@ impl Primary {
                     Err(_) => return,
                 };
                 tracing::info!(worker = id, pid = h.pid(), %addr, "worker listening");
+                self.cfg.board.listening(addr);
                 let became_ready = !self.cfg.wait_ready && !live.ready;
                 live.ready |= became_ready;
                 self.emit(Event::Listening(h, addr));
@@ -153,6 +156,10 @@ impl Primary {
             ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
             ToPrimary::Load(n) => self.with_dispatch(|d, ctx| d.load(id, n as usize, ctx)),
             ToPrimary::HandBack(inputs) => self.adopt(id, inputs, Vec::new()),
+            ToPrimary::Stats(snap) => {
+                let queues = crate::metrics::board::queues(&self.cfg.listeners, h.slot());
+                self.cfg.board.snapshot(id, snap, queues);
+            }
         }
     }
 

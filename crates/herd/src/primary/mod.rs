@@ -27,6 +27,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -48,6 +49,7 @@ use spawn::SpawnSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::{Channel, ToWorker};
 use crate::listen::Listeners;
+use crate::metrics::{Board, RestartReason};
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -70,6 +72,8 @@ pub(crate) struct Config {
     pub reload_batch: usize,
     pub backoff: Backoff,
     pub dispatch: Option<Box<dyn Dispatch>>,
+    /// What the control socket and `/metrics` read (see [`crate::metrics::board`]).
+    pub board: Arc<Board>,
 }
 
 /// A worker process the primary is responsible for.
@@ -228,6 +232,7 @@ impl Primary {
                 break;
             }
         }
+        self.cfg.board.stopped();
         let stop = self.stop.take().expect("the loop ends only when stopping");
         if let Some(e) = self.fatal.take() {
             return Err(e);
@@ -305,6 +310,7 @@ impl Primary {
             }
         };
         let handle = WorkerHandle::new(id, slot, child.id(), self.handle.line.clone());
+        self.cfg.board.forked(&handle);
         tracing::info!(worker = id, pid = child.id(), slot, "worker forked");
         self.live.insert(
             id,
@@ -421,6 +427,12 @@ impl Primary {
                         self.begin_stop();
                     }
                 }
+                Command::StopNow => {
+                    if self.stop.is_none() {
+                        self.begin_stop();
+                    }
+                    self.force_stop();
+                }
             }
         }
     }
@@ -462,6 +474,16 @@ impl Primary {
                 ));
             }
             self.emit(Event::Exit(h.clone(), exit));
+            let slot = self.slots.get(&h.slot());
+            self.cfg.board.exited(
+                id,
+                RestartReason::infer(
+                    h.exited_after_disconnect(),
+                    self.stop.is_some(),
+                    slot.is_none_or(|s| s.removing),
+                    slot.is_some_and(|s| s.current != Some(id) && s.incoming != Some(id)),
+                ),
+            );
             self.after_exit(live, exit);
         }
     }
@@ -533,6 +555,8 @@ impl Primary {
                 "restarting slot {slot_no} in {} ms",
                 delay.as_millis()
             ));
+            let why = format!("crashed ({exit}); restarting in {} ms", delay.as_millis());
+            self.cfg.board.slot_down(slot_no, Some(why));
         }
         slot.restart_at = Some(Instant::now() + delay);
     }

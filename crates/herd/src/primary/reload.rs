@@ -10,6 +10,7 @@ use super::{Primary, Reload};
 impl Primary {
     pub(super) fn begin_reload(&mut self) {
         if self.stop.is_some() {
+            self.cfg.board.reload_refused("the cluster is stopping");
             return;
         }
         if let Some(r) = self.reload.as_mut() {
@@ -29,6 +30,7 @@ impl Primary {
             active: Vec::new(),
             again: false,
         });
+        self.cfg.board.reload_started();
         self.advance_reload();
     }
 
@@ -46,6 +48,7 @@ impl Primary {
                     self.reload = None;
                     tracing::info!("rolling reload complete");
                     self.close_unused_listeners();
+                    self.cfg.board.reload_finished(Ok(()));
                     if again {
                         self.begin_reload();
                     }
@@ -114,6 +117,7 @@ impl Primary {
         crate::log::error(format_args!(
             "reload stopped, the old workers keep serving: {why}"
         ));
+        self.cfg.board.reload_finished(Err(why.clone()));
         if let Some(r) = self.reload.take() {
             for (slot, id, _) in r.active {
                 if let Some(s) = self.slots.get_mut(&slot) {

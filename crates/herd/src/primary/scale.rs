@@ -20,6 +20,7 @@ impl Primary {
         let want = want.max(1);
         let have = self.active_slots();
         tracing::info!(from = have, to = want, "scaling");
+        self.cfg.board.target(want);
         for _ in have..want {
             let slot = self.free_slot();
             self.slots.insert(slot, Slot::default());
@@ -65,6 +66,7 @@ impl Primary {
     /// the other workers, then its listeners close.
     pub(super) fn finish_remove_slot(&mut self, n: usize) {
         self.slots.remove(&n);
+        self.cfg.board.slot_removed(n);
         let queued = self.cfg.listeners.finish_remove_slot(n);
         tracing::info!(slot = n, moved = queued.len(), "slot removed");
         let mut takers: Vec<u32> = self

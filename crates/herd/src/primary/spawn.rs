@@ -25,6 +25,8 @@ pub(crate) struct SpawnSettings {
     pub max_message: usize,
     pub drain: Duration,
     pub report_load: bool,
+    /// How often workers ship metric counters; `None`: they do not count.
+    pub metrics_every: Option<Duration>,
 }
 
 /// Starts worker `id` in `slot`, with `theirs` as its end of the IPC socketpair.
@@ -44,6 +46,12 @@ pub(crate) fn spawn(
         .env(role::ENV_MAX_MESSAGE, s.max_message.to_string())
         .env(role::ENV_DRAIN_MS, s.drain.as_millis().to_string())
         .env(role::ENV_REPORT_LOAD, if s.report_load { "1" } else { "0" })
+        .env(
+            role::ENV_METRICS_MS,
+            s.metrics_every
+                .map_or(0, |d| d.as_millis().max(1))
+                .to_string(),
+        )
         .env_remove(role::ENV_CPU)
         .stdin(Stdio::null());
     if let Some(cpu) = cpu {

@@ -28,6 +28,21 @@ pub(super) struct WorkerHooks {
     pub(super) last_load: Option<(Instant, usize)>,
     /// The addresses this worker serves (its own listeners and hand-off addresses alike).
     pub(super) announce: Vec<SocketAddr>,
+    /// How often to ship the metric counters, and when next; `None`: not counting.
+    pub(super) stats_every: Option<Duration>,
+    pub(super) next_stats: Option<Instant>,
+    /// Open connections at the last turn, for the final snapshot.
+    pub(super) open: usize,
+}
+
+impl WorkerHooks {
+    /// Ships this thread's metric counters to the primary (a few hundred bytes).
+    pub(super) fn send_stats(&mut self, open: usize) {
+        if self.stats_every.is_some() {
+            let snap = crate::metrics::local::snapshot(open);
+            let _ = self.sender.frame(&ToPrimary::Stats(snap));
+        }
+    }
 }
 
 impl WorkerHooks {
@@ -136,7 +151,17 @@ impl Hooks for WorkerHooks {
         Ok(())
     }
 
+    fn tick_at(&self) -> Option<Instant> {
+        self.next_stats
+    }
+
+    fn tick(&mut self, now: Instant, open: usize) {
+        self.send_stats(open);
+        self.next_stats = self.stats_every.map(|every| now + every);
+    }
+
     fn load(&mut self, open: usize) {
+        self.open = open;
         if !self.report_load {
             return;
         }

@@ -413,9 +413,19 @@ impl Worker {
             report_load: self.env.report_load,
             last_load: None,
             announce,
+            stats_every: self.env.metrics_every,
+            // The first report comes soon after start: `herd status` shows the worker alive.
+            next_stats: self
+                .env
+                .metrics_every
+                .map(|every| std::time::Instant::now() + every.min(Duration::from_millis(100))),
+            open: 0,
         };
-        event_loop::run(sockets, Arc::new(protocol), config, &mut hooks)
-            .map_err(|e| Error::io("the worker's event loop failed", e))
+        crate::metrics::local::enable(self.env.metrics_every.is_some());
+        let served = event_loop::run(sockets, Arc::new(protocol), config, &mut hooks);
+        // The last counts, so that a clean exit loses none.
+        hooks.send_stats(0);
+        served.map_err(|e| Error::io("the worker's event loop failed", e))
     }
 
     /// Listens on `addr` through the primary and serves HTTP/1.1 with `handler` (defaults of
