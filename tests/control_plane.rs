@@ -345,10 +345,17 @@ fn garbage_and_silent_clients_do_not_stop_status() {
         let j: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(j["ok"], want_ok, "{j}");
     }
+    // The command is built (or found up to date) before the clock starts: only the
+    // primary's answer is timed.
+    herd_cli();
     let started = Instant::now();
     let s = status(&socket);
     assert_eq!(s["workers"].as_array().unwrap().len(), 2);
-    assert!(started.elapsed() < 5 * SEC);
+    assert!(
+        started.elapsed() < 5 * SEC,
+        "status took {:?} with silent clients connected",
+        started.elapsed()
+    );
     drop(silent);
 }
 
