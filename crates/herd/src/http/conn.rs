@@ -10,7 +10,9 @@ use std::time::Instant;
 use httparse::Header;
 
 use super::chunked::{self, Decoded};
+use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
+use super::request::Params;
 use super::response::{self, Persist};
 use super::{Error, Handler, Limits, Request, Response};
 use crate::protocol::{Connection, Flow, Step};
@@ -39,6 +41,16 @@ enum One {
     Served { len: usize, close: bool },
     /// The next request is incomplete.
     Partial,
+    /// A request of `len` bytes is being answered elsewhere (its handler deferred).
+    Deferred { len: usize },
+}
+
+/// A request whose handler deferred its answer: how to render it when it comes.
+struct Waiting {
+    slot: Arc<Slot>,
+    head_only: bool,
+    keep_alive: bool,
+    minor_version: u8,
 }
 
 /// One HTTP/1.1 connection's state, created by [`Http`](super::Http) for the event loop.
@@ -54,6 +66,8 @@ pub struct Conn<H> {
     response: Response,
     /// Decoded chunked body of the current request.
     body: Vec<u8>,
+    /// The request whose answer is deferred; nothing else is parsed meanwhile.
+    waiting: Option<Waiting>,
 }
 
 impl<H: Handler> Conn<H> {
@@ -75,7 +89,13 @@ impl<H: Handler> Conn<H> {
             draining: false,
             response: Response::new(),
             body: Vec::new(),
+            waiting: None,
         }
+    }
+
+    /// Let the handler defer through `link` (the connection's wake-up and the blocking pool).
+    pub(crate) fn link(&mut self, link: super::deferred::Link) {
+        self.response.link = Some(link);
     }
 
     /// Serve the request at the start of `input`, if it is complete.
@@ -114,10 +134,25 @@ impl<H: Handler> Conn<H> {
             headers: head.headers,
             body,
             peer: self.peer,
+            params: Params::None,
         };
         let res = &mut self.response;
         let handler = &self.handler;
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
+        let deferred = res.deferred.take();
+        if let (Ok(()), Some(slot)) = (&served, deferred) {
+            self.waiting = Some(Waiting {
+                slot,
+                head_only: head.method == "HEAD",
+                keep_alive: head.keep_alive,
+                minor_version: head.minor_version,
+            });
+            res.reset();
+            self.finish_request(now);
+            return Ok(One::Deferred {
+                len: head.len + body_len,
+            });
+        }
         let close = if served.is_ok() {
             let close = !head.keep_alive || self.draining || res.wants_close();
             let persist = match (close, head.minor_version) {
@@ -137,6 +172,15 @@ impl<H: Handler> Conn<H> {
             true
         };
         res.reset();
+        self.finish_request(now);
+        Ok(One::Served {
+            len: head.len + body_len,
+            close,
+        })
+    }
+
+    /// Back to idle after a request (its answer written or deferred).
+    fn finish_request(&mut self, now: Instant) {
         if self.body.capacity() > KEEP_BODY {
             self.body = Vec::new();
         }
@@ -145,9 +189,32 @@ impl<H: Handler> Conn<H> {
             since: now,
             fresh: false,
         };
-        Ok(One::Served {
-            len: head.len + body_len,
-            close,
+    }
+
+    /// Render the deferred answer if it came; `None` while it has not.
+    fn answer_deferred(&mut self, out: &mut Vec<u8>, now: Instant) -> Option<bool> {
+        let done = self.waiting.as_ref()?.slot.take()?;
+        let waiting = self.waiting.take()?;
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        Some(match done {
+            Done::Answer(res) => {
+                let close = !waiting.keep_alive || self.draining || res.wants_close();
+                let persist = match (close, waiting.minor_version) {
+                    (true, _) => Persist::Close,
+                    (false, 0) => Persist::KeepAlive10,
+                    (false, _) => Persist::KeepAlive,
+                };
+                res.write(out, waiting.head_only, persist, now);
+                close
+            }
+            Done::Dropped => {
+                tracing::error!("a deferred response was dropped unanswered; answered 500");
+                response::write_error(out, 500, now);
+                true
+            }
         })
     }
 
@@ -180,6 +247,12 @@ impl Head<'_> {
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         let mut consumed = 0;
+        if self.waiting.is_some() {
+            return Step {
+                consumed,
+                flow: Flow::Wait,
+            };
+        }
         while consumed < input.len() {
             match self.one(&input[consumed..], out, now) {
                 Ok(One::Served { len, close }) => {
@@ -192,6 +265,12 @@ impl<H: Handler> Connection for Conn<H> {
                     }
                 }
                 Ok(One::Partial) => break,
+                Ok(One::Deferred { len }) => {
+                    return Step {
+                        consumed: consumed + len,
+                        flow: Flow::Wait,
+                    }
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -209,6 +288,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if self.waiting.is_some() {
+            // The handler has the request; the client waits for us, not we for it.
+            return None;
+        }
         let limits = &self.limits;
         Some(match self.state {
             State::Idle { since, fresh: true } => since + limits.header_read_timeout,
@@ -232,6 +315,10 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        if self.waiting.is_some() {
+            // A request in flight: its answer closes the connection.
+            return Flow::Continue;
+        }
         // A fresh connection was accepted for a request that may still be on its way (the
         // client connected just before a reload): wait for it, as for a request in flight,
         // bounded by the header read timeout. Only a connection idle between requests closes.
@@ -244,6 +331,21 @@ impl<H: Handler> Connection for Conn<H> {
             State::Idle { fresh: true, .. } | State::Head { .. } | State::Body { .. } => {
                 Flow::Continue
             }
+        }
+    }
+
+    fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        match self.answer_deferred(out, now) {
+            None if self.waiting.is_some() => Step {
+                consumed: 0,
+                flow: Flow::Wait,
+            },
+            Some(true) => Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            },
+            // Answered (or nothing was deferred): serve what was pipelined behind it.
+            _ => self.on_read(input, out, now),
         }
     }
 }
