@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -48,7 +48,7 @@ fn silent(stream: &mut std::net::TcpStream) -> bool {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut byte = [0];
-    let quiet = matches!(stream.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    let quiet = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     quiet
 }
