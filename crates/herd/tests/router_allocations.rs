@@ -91,5 +91,8 @@ fn a_routed_request_allocates_what_a_plain_closure_does() {
         routed, plain,
         "routing allocated {routed} times over 1,600 requests, the closure {plain}"
     );
-    assert_eq!(plain, 0, "the steady state of a keep-alive connection allocates nothing");
+    assert_eq!(
+        plain, 0,
+        "the steady state of a keep-alive connection allocates nothing"
+    );
 }

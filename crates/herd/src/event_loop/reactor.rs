@@ -12,7 +12,7 @@ use super::accept::{Accepted, Acceptor};
 use super::hooks::{Hooks, Inbound};
 use super::slab::Slab;
 use super::socket::{Buffers, Ctx, Socket, Status};
-use super::wake::{Hub, Wake, RESUME};
+use super::wake::{Hub, Wake, Woken, RESUME};
 use super::Config;
 use crate::protocol::Protocol;
 
@@ -42,7 +42,7 @@ pub(super) struct Reactor<P: Protocol> {
     /// Shared with every connection's [`Wake`].
     hub: Arc<Hub>,
     /// Connections woken from other threads, as (key, generation).
-    woken: crossbeam_channel::Receiver<(usize, u64)>,
+    woken: crossbeam_channel::Receiver<Woken>,
     /// The generation of the next connection (see [`Wake`]).
     next_gen: u64,
     /// Connections left unread while reading was paused (back-pressure), to read on resume.

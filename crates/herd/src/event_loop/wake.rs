@@ -15,9 +15,12 @@ use mio::{Registry, Token, Waker};
 /// The key a "resume reading" message carries (no connection has it).
 pub(super) const RESUME: usize = usize::MAX;
 
+/// A connection to look at again: its slab key and generation.
+pub(super) type Woken = (usize, u64);
+
 /// What the loop and every [`Wake`] of its connections share.
 pub(super) struct Hub {
-    tx: Sender<(usize, u64)>,
+    tx: Sender<Woken>,
     waker: Waker,
     /// A wake-up is on its way: later ones need no syscall until the loop has looked.
     armed: AtomicBool,
@@ -31,7 +34,7 @@ impl Hub {
     pub(super) fn new(
         registry: &Registry,
         token: Token,
-    ) -> io::Result<(Arc<Hub>, Receiver<(usize, u64)>)> {
+    ) -> io::Result<(Arc<Hub>, Receiver<Woken>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let hub = Hub {
             tx,
