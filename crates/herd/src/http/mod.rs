@@ -7,6 +7,11 @@
 //! its status and the connection closes: 400 (malformed head, ambiguous framing), 408 (header
 //! read timeout), 413, 414, 431, 501 (a transfer coding other than chunked), 505.
 //!
+//! Handlers that wait leave the loop: [`blocking`] runs one on the worker's bounded pool,
+//! [`Response::defer`] gives a [`Responder`] to answer from any thread. [`Router`] routes by
+//! path and method (`matchit`); [`Request`] decodes queries, forms, cookies and (feature
+//! `serde`) JSON.
+//!
 //! ```
 //! use herd::{Http, Request, Response};
 //! use std::time::Duration;
