@@ -22,6 +22,7 @@ fmt:
 
 bench:
 	$(CARGO) bench --bench policies
+	$(CARGO) bench --bench app
 
 # herd's hello cluster against nginx: req/s, p99, syscalls per request, memory.
 measure:

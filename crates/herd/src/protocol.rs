@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub use crate::event_loop::Wake;
+
 /// What the event loop does with a connection after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -15,6 +17,10 @@ pub enum Flow {
     /// Write out everything already in the output buffer, then close the connection cleanly
     /// (shutdown of the write half, then close).
     Close,
+    /// Write out what is in the output buffer, then read nothing more from this connection
+    /// until it is woken ([`Wake::wake`] leads to [`Connection::on_wake`]): an answer is being
+    /// prepared elsewhere, and the requests behind it wait, so answers stay in order.
+    Wait,
 }
 
 /// Whether a connection may move to another worker process while its worker drains
@@ -49,6 +55,14 @@ pub trait Protocol: Send + Sync + 'static {
     type Conn: Connection;
     /// A new connection was accepted (or handed over by the primary) from `peer`.
     fn connect(&self, peer: Option<SocketAddr>, now: Instant) -> Self::Conn;
+
+    /// As [`connect`](Self::connect), with the handle that wakes this connection from another
+    /// thread (for answers prepared elsewhere, see [`Flow::Wait`]). The event loop calls this
+    /// one; the default ignores `wake` and calls `connect`.
+    fn connect_with(&self, peer: Option<SocketAddr>, now: Instant, wake: Wake) -> Self::Conn {
+        let _ = wake;
+        self.connect(peer, now)
+    }
 }
 
 /// One connection's protocol state.
@@ -91,5 +105,17 @@ pub trait Connection: 'static {
     /// Default: [`Handover::Never`].
     fn handover(&self) -> Handover {
         Handover::Never
+    }
+
+    /// The connection was woken through its [`Wake`] (after it returned [`Flow::Wait`]).
+    /// `input` holds every byte not yet consumed; as [`on_read`](Self::on_read), append the
+    /// answer to `out` and say how much input was used. Return [`Flow::Wait`] again if what
+    /// it waited for is not there yet. Default: nothing to do.
+    fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let _ = (input, out, now);
+        Step {
+            consumed: 0,
+            flow: Flow::Continue,
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod hooks;
 mod reactor;
 mod slab;
 mod socket;
+mod wake;
 
 use std::io;
 use std::net::TcpListener;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 pub use config::Config;
 pub use hooks::{Hooks, Inbound, Standalone};
+pub use wake::Wake;
 
 use crate::protocol::Protocol;
 

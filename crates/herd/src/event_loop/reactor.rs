@@ -12,11 +12,14 @@ use super::accept::{Accepted, Acceptor};
 use super::hooks::{Hooks, Inbound};
 use super::slab::Slab;
 use super::socket::{Buffers, Ctx, Socket, Status};
+use super::wake::{Hub, Wake, Woken, RESUME};
 use super::Config;
 use crate::protocol::{Handover, Protocol};
 
 /// The hooks' fd is registered as this token; listeners sit just below it.
 const HOOKS: Token = Token(usize::MAX);
+/// The waker of [`Wake`] handles; far from both connection keys and listener tokens.
+const WAKE: Token = Token(usize::MAX >> 1);
 
 /// Whether [`Reactor::run`] goes on after handling the hooks' news.
 enum Next {
@@ -43,6 +46,14 @@ pub(super) struct Reactor<P: Protocol> {
     /// Connections that spent their read budget with input left: read again next turn, after
     /// the connections the poll reports (no new edge will announce their input).
     busy: Vec<usize>,
+    /// Shared with every connection's [`Wake`].
+    hub: Arc<Hub>,
+    /// Connections woken from other threads, as (key, generation).
+    woken: crossbeam_channel::Receiver<Woken>,
+    /// The generation of the next connection (see [`Wake`]).
+    next_gen: u64,
+    /// Connections left unread while reading was paused (back-pressure), to read on resume.
+    parked: Vec<usize>,
 }
 
 impl<P: Protocol> Reactor<P> {
@@ -53,6 +64,7 @@ impl<P: Protocol> Reactor<P> {
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let acceptor = Acceptor::new(listeners, poll.registry())?;
+        let (hub, woken) = Hub::new(poll.registry(), WAKE)?;
         Ok(Reactor {
             poll,
             protocol,
@@ -69,6 +81,10 @@ impl<P: Protocol> Reactor<P> {
             handing_back: false,
             leaving: Vec::new(),
             busy: Vec::new(),
+            hub,
+            woken,
+            next_gen: 0,
+            parked: Vec::new(),
         })
     }
 
@@ -93,7 +109,7 @@ impl<P: Protocol> Reactor<P> {
                 return Ok(());
             }
             self.hand_back(hooks);
-            if self.drain_deadline.is_some() && self.sockets.len() == 0 {
+            if self.drained() {
                 return Ok(());
             }
             self.report_load(hooks);
@@ -125,6 +141,8 @@ impl<P: Protocol> Reactor<P> {
                     if let Next::Exit = self.inbound(&mut inbound, hooks, now)? {
                         return Ok(());
                     }
+                } else if token == WAKE {
+                    self.wake(now);
                 } else if let Some(i) = self.acceptor.listener_of(token) {
                     self.accept(i, now);
                 } else {
@@ -132,6 +150,7 @@ impl<P: Protocol> Reactor<P> {
                         token.0,
                         event.is_writable(),
                         event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_error() || event.is_write_closed(),
                         now,
                     );
                 }
@@ -154,7 +173,7 @@ impl<P: Protocol> Reactor<P> {
                 hooks.tick(now, self.sockets.len());
             }
             if let Some(deadline) = self.drain_deadline {
-                if self.sockets.len() == 0 || now >= deadline {
+                if self.drained() || now >= deadline {
                     return Ok(());
                 }
             }
@@ -170,6 +189,41 @@ impl<P: Protocol> Reactor<P> {
         let n = conns.len();
         if let Err(e) = hooks.hand_back(conns) {
             tracing::debug!("could not hand back {n} idle connections ({e}): closed");
+        }
+    }
+
+    /// Draining, and nothing left: no connection, no work begun for one (see [`Wake`]).
+    fn drained(&self) -> bool {
+        self.drain_deadline.is_some() && self.sockets.len() == 0 && self.hub.pending() == 0
+    }
+
+    /// Other threads woke connections (or lifted the back-pressure): serve them.
+    fn wake(&mut self, now: Instant) {
+        self.hub.disarm();
+        while let Ok((key, gen)) = self.woken.try_recv() {
+            if key == RESUME {
+                self.resume(now);
+            } else if self.sockets.get_mut(key).is_some_and(|s| s.gen == gen) {
+                self.with(key, now, |s, cx| s.on_wake(cx));
+                if self.sockets.get_mut(key).is_some_and(|s| s.take_missed()) {
+                    if self.hub.paused() {
+                        self.parked.push(key);
+                    } else {
+                        self.with(key, now, |s, cx| s.on_readable(cx));
+                    }
+                }
+            }
+            // Otherwise the connection closed meanwhile (its key may serve a newer one).
+        }
+    }
+
+    /// Reading was paused and is allowed again: read what the parked connections left.
+    fn resume(&mut self, now: Instant) {
+        if self.hub.paused() {
+            return;
+        }
+        for key in std::mem::take(&mut self.parked) {
+            self.with(key, now, |s, cx| s.on_readable(cx));
         }
     }
 
@@ -250,8 +304,12 @@ impl<P: Protocol> Reactor<P> {
     ) {
         crate::metrics::local::connection();
         let token = Token(self.sockets.vacant_key());
-        let proto = self.protocol.connect(peer, now);
-        let socket = Socket::new(stream, token, proto, handed_over, now);
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let wake = Wake::new(Arc::clone(&self.hub), token.0, gen);
+        let proto = self.protocol.connect_with(peer, now, wake);
+        let mut socket = Socket::new(stream, token, proto, handed_over, now);
+        socket.gen = gen;
         let key = self.sockets.insert(socket);
         // Read before registering: the request is usually there already, and a connection
         // answered and closed in this read never costs an epoll_ctl or a wake-up.
@@ -260,6 +318,8 @@ impl<P: Protocol> Reactor<P> {
         } else if self.drain_deadline.is_some() && !self.handing_back {
             // A hand-off raced with the drain: treat it like the connections already open.
             self.with(key, now, |s, cx| s.on_drain(cx));
+        } else if self.hub.paused() {
+            self.parked.push(key);
         } else {
             self.with(key, now, |s, cx| s.on_readable(cx));
         }
@@ -275,12 +335,22 @@ impl<P: Protocol> Reactor<P> {
     }
 
     /// Readiness for connection `key`.
-    fn ready(&mut self, key: usize, writable: bool, readable: bool, now: Instant) {
+    fn ready(&mut self, key: usize, writable: bool, readable: bool, hung_up: bool, now: Instant) {
         if writable {
             self.with(key, now, |s, cx| s.on_writable(cx));
         }
         if readable {
-            self.with(key, now, |s, cx| s.on_readable(cx));
+            match self.sockets.get_mut(key) {
+                // The client is gone while its answer is being prepared: free the slot now;
+                // the answer, when it comes, finds another generation and is dropped.
+                Some(s) if hung_up && s.is_waiting() => {
+                    if let Some(socket) = self.sockets.remove(key) {
+                        socket.close(self.poll.registry());
+                    }
+                }
+                Some(_) if self.hub.paused() => self.parked.push(key),
+                _ => self.with(key, now, |s, cx| s.on_readable(cx)),
+            }
         }
     }
 

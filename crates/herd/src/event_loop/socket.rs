@@ -70,6 +70,13 @@ pub(super) struct Socket<C> {
     /// The fd came from elsewhere (a hand-off): another copy may exist, so deregister
     /// explicitly before closing.
     handed_over: bool,
+    /// The protocol is waiting for an answer prepared elsewhere ([`Flow::Wait`]): nothing is
+    /// read until it is woken.
+    waiting: bool,
+    /// Input may have arrived while waiting with no edge left to announce it: read on resume.
+    missed: bool,
+    /// Tells this connection from a later one that reuses its slab key (see `Wake`).
+    pub(super) gen: u64,
 }
 
 impl<C: Connection> Socket<C> {
@@ -93,6 +100,9 @@ impl<C: Connection> Socket<C> {
             drained: false,
             registered: false,
             handed_over,
+            waiting: false,
+            missed: false,
+            gen: 0,
         }
     }
 
@@ -110,6 +120,10 @@ impl<C: Connection> Socket<C> {
     /// read budget is spent: then [`Status::Busy`]), handing each batch to the protocol and
     /// writing its answer.
     pub(super) fn on_readable(&mut self, cx: &mut Ctx<'_>) -> Status {
+        if self.waiting {
+            self.missed = true;
+            return Status::Open;
+        }
         let mut budget = READ_BUDGET;
         while !(self.paused || self.closing || self.eof) {
             let n = match (&self.stream).read(&mut cx.bufs.read) {
@@ -135,6 +149,11 @@ impl<C: Connection> Socket<C> {
             }
             if self.output.len() > cx.max_pending_output {
                 self.paused = true;
+            }
+            if self.waiting {
+                // A full read may have left more in the kernel, with no new edge to come.
+                self.missed = n == cx.bufs.read.len();
+                break;
             }
             // A short read drained the socket: edge-triggered epoll reports new data anew.
             if n < cx.bufs.read.len() {
@@ -206,6 +225,32 @@ impl<C: Connection> Socket<C> {
         Status::Open
     }
 
+    /// The connection was woken (an answer prepared elsewhere may be ready): let the protocol
+    /// answer from the input kept while waiting (see [`take_missed`](Self::take_missed)).
+    pub(super) fn on_wake(&mut self, cx: &mut Ctx<'_>) -> Status {
+        if !self.waiting {
+            return Status::Open;
+        }
+        self.waiting = false;
+        let step = self.proto.on_wake(&self.input, &mut cx.bufs.out, cx.now);
+        self.input.drain(..step.consumed.min(self.input.len()));
+        if self.input.is_empty() {
+            self.input = Vec::new();
+        }
+        self.after(step.flow, cx)
+    }
+
+    /// Whether the protocol waits for a wake-up (see [`Flow::Wait`]).
+    pub(super) fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// After a wake-up: input may wait in the kernel that no edge will announce (the loop
+    /// reads it now, or on resume when reading is paused).
+    pub(super) fn take_missed(&mut self) -> bool {
+        !self.waiting && !self.closing && std::mem::take(&mut self.missed)
+    }
+
     /// The deadline from [`deadline`](Self::deadline) may have passed.
     pub(super) fn on_timer(&mut self, cx: &mut Ctx<'_>, write_timeout: Duration) -> Status {
         if !self.output.is_empty() {
@@ -249,7 +294,10 @@ impl<C: Connection> Socket<C> {
             return Handover::Never;
         }
         match self.proto.handover() {
-            Handover::Now if !self.output.is_empty() || self.paused => Handover::Later,
+            // An answer is on its way (deferred), or output waits for the peer.
+            Handover::Now if self.waiting || !self.output.is_empty() || self.paused => {
+                Handover::Later
+            }
             h => h,
         }
     }
@@ -285,6 +333,9 @@ impl<C: Connection> Socket<C> {
     fn after(&mut self, flow: Flow, cx: &mut Ctx<'_>) -> Status {
         if self.send(cx) == Status::Closed {
             return Status::Closed;
+        }
+        if flow == Flow::Wait {
+            self.waiting = true;
         }
         if flow == Flow::Close {
             self.closing = true;

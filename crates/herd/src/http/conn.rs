@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use httparse::Header;
 
 use super::chunked::{Decoded, Decoder};
+use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
+use super::request::Params;
 use super::response::{self, Persist};
 use super::{Error, Handler, Limits, Request, Response};
 use crate::protocol::{Connection, Flow, Handover, Step};
@@ -42,6 +44,18 @@ enum One {
     /// The next request is incomplete; its first `len` bytes were taken (a chunked body is
     /// decoded as it arrives, its head kept by the connection).
     Partial { len: usize },
+    /// A request of `len` bytes is being answered elsewhere (its handler deferred).
+    Deferred { len: usize },
+}
+
+/// A request whose handler deferred its answer: how to render it when it comes.
+struct Waiting {
+    slot: Arc<Slot>,
+    head_only: bool,
+    keep_alive: bool,
+    minor_version: u8,
+    /// When the request began, for its duration in the metrics.
+    started: Instant,
 }
 
 /// One HTTP/1.1 connection's state, created by [`Http`](super::Http) for the event loop.
@@ -68,6 +82,8 @@ pub struct Conn<H> {
     /// LF, so more bytes without one are not parsed again (a head trickled a byte at a time
     /// costs linear time, not quadratic).
     parsed: usize,
+    /// The request whose answer is deferred; nothing else is parsed meanwhile.
+    waiting: Option<Waiting>,
 }
 
 impl<H: Handler> Conn<H> {
@@ -93,7 +109,13 @@ impl<H: Handler> Conn<H> {
             decoder: Decoder::default(),
             received: 0,
             parsed: 0,
+            waiting: None,
         }
+    }
+
+    /// Let the handler defer through `link` (the connection's wake-up and the blocking pool).
+    pub(crate) fn link(&mut self, link: super::deferred::Link) {
+        self.response.link = Some(link);
     }
 
     /// Serve the request at the start of `input`, if it is complete.
@@ -181,10 +203,26 @@ impl<H: Handler> Conn<H> {
             headers: head.headers,
             body,
             peer: self.peer,
+            params: Params::None,
         };
         let res = &mut self.response;
         let handler = &self.handler;
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
+        let deferred = res.deferred.take();
+        if let (Ok(()), Some(slot)) = (&served, deferred) {
+            self.waiting = Some(Waiting {
+                slot,
+                head_only: head.method == "HEAD",
+                keep_alive: head.keep_alive,
+                minor_version: head.minor_version,
+                started,
+            });
+            res.reset();
+            self.finish_request(now);
+            return Ok(One::Deferred {
+                len: taken + body_len,
+            });
+        }
         let close = if served.is_ok() {
             crate::metrics::local::request(res.status_code(), started);
             let close = !head.keep_alive || self.draining || res.wants_close();
@@ -206,6 +244,15 @@ impl<H: Handler> Conn<H> {
             true
         };
         res.reset();
+        self.finish_request(now);
+        Ok(One::Served {
+            len: taken + body_len,
+            close,
+        })
+    }
+
+    /// Back to idle after a request (its answer written or deferred).
+    fn finish_request(&mut self, now: Instant) {
         if self.body.capacity() > KEEP_BODY {
             self.body = Vec::new();
         }
@@ -215,9 +262,34 @@ impl<H: Handler> Conn<H> {
             fresh: false,
         };
         self.received = 0;
-        Ok(One::Served {
-            len: taken + body_len,
-            close,
+    }
+
+    /// Render the deferred answer if it came; `None` while it has not.
+    fn answer_deferred(&mut self, out: &mut Vec<u8>, now: Instant) -> Option<bool> {
+        let done = self.waiting.as_ref()?.slot.take()?;
+        let waiting = self.waiting.take()?;
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        Some(match done {
+            Done::Answer(res) => {
+                crate::metrics::local::request(res.status_code(), waiting.started);
+                let close = !waiting.keep_alive || self.draining || res.wants_close();
+                let persist = match (close, waiting.minor_version) {
+                    (true, _) => Persist::Close,
+                    (false, 0) => Persist::KeepAlive10,
+                    (false, _) => Persist::KeepAlive,
+                };
+                res.write(out, waiting.head_only, persist, now);
+                close
+            }
+            Done::Dropped => {
+                tracing::error!("a deferred response was dropped unanswered; answered 500");
+                response::write_error(out, 500, now);
+                crate::metrics::local::request(500, waiting.started);
+                true
+            }
         })
     }
 
@@ -258,6 +330,12 @@ impl Head<'_> {
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         let mut consumed = 0;
+        if self.waiting.is_some() {
+            return Step {
+                consumed,
+                flow: Flow::Wait,
+            };
+        }
         while consumed < input.len() {
             match self.one(&input[consumed..], out, now) {
                 Ok(One::Served { len, close }) => {
@@ -272,6 +350,12 @@ impl<H: Handler> Connection for Conn<H> {
                 Ok(One::Partial { len }) => {
                     consumed += len;
                     break;
+                }
+                Ok(One::Deferred { len }) => {
+                    return Step {
+                        consumed: consumed + len,
+                        flow: Flow::Wait,
+                    }
                 }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
@@ -291,6 +375,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if self.waiting.is_some() {
+            // The handler has the request; the client waits for us, not we for it.
+            return None;
+        }
         let limits = &self.limits;
         Some(match self.state {
             State::Idle { since, fresh: true } => since + limits.header_read_timeout,
@@ -324,6 +412,10 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        if self.waiting.is_some() {
+            // A request in flight: its answer closes the connection.
+            return Flow::Continue;
+        }
         // A fresh connection was accepted for a request that may still be on its way (the
         // client connected just before a reload): wait for it, as for a request in flight,
         // bounded by the header read timeout. Only a connection idle between requests closes.
@@ -340,6 +432,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
+        if self.waiting.is_some() {
+            // Its answer comes to this process: deliver it here first.
+            return Handover::Later;
+        }
         match self.state {
             // Between requests, or a head still arriving (its bytes are unconsumed input, so
             // they travel with the socket): a worker of the same handler takes over.
@@ -347,6 +443,21 @@ impl<H: Handler> Connection for Conn<H> {
             // A body is on its way (or `100 Continue` was sent for it): finish this request
             // here first.
             State::Body { .. } => Handover::Later,
+        }
+    }
+
+    fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        match self.answer_deferred(out, now) {
+            None if self.waiting.is_some() => Step {
+                consumed: 0,
+                flow: Flow::Wait,
+            },
+            Some(true) => Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            },
+            // Answered (or nothing was deferred): serve what was pipelined behind it.
+            _ => self.on_read(input, out, now),
         }
     }
 }

@@ -3,7 +3,9 @@
 use super::{Request, Response};
 
 /// Serves requests. Called on the loop's thread, once per request, in order; it must not
-/// block for long (every connection of that loop waits meanwhile).
+/// block for long (every connection of that loop waits meanwhile): wrap a handler that waits
+/// in [`blocking`](super::blocking) (it then runs on the worker's pool), or answer later with
+/// [`Response::defer`].
 ///
 /// A panic is caught: that request gets a `500` and its connection closes; the worker lives on.
 ///

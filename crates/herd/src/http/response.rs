@@ -1,7 +1,9 @@
 //! The answer a handler builds, and its rendering onto the connection's output.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::deferred::{Link, Responder, Slot};
 use super::{date, status};
 
 /// Buffers larger than this are released after the response went out, so that one large
@@ -13,13 +15,28 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 /// `Date`, `Content-Length` and `Connection` are written by the server: a `Content-Length`,
 /// `Transfer-Encoding` or `Date` set here is ignored, and `Connection: close` closes the
 /// connection after this response.
-#[derive(Debug)]
 pub struct Response {
     status: u16,
     /// Header lines, each `Name: value\r\n`.
     headers: Vec<u8>,
     body: Vec<u8>,
     close: bool,
+    /// The connection's way to defer (`None` for a [`Responder`]'s own response).
+    pub(crate) link: Option<Link>,
+    /// Set by [`Response::defer`]: where the answer will come.
+    pub(crate) deferred: Option<Arc<Slot>>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &String::from_utf8_lossy(&self.headers))
+            .field("body_len", &self.body.len())
+            .field("close", &self.close)
+            .field("deferred", &self.deferred.is_some())
+            .finish()
+    }
 }
 
 /// How the connection continues after a response.
@@ -40,6 +57,49 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             close: false,
+            link: None,
+            deferred: None,
+        }
+    }
+
+    /// Answer later, from any thread: returns the [`Responder`] to fill in and send; what is
+    /// set on this response is ignored. The connection reads nothing more until the responder
+    /// is sent (or dropped, which answers `500`); the loop serves its other connections
+    /// meanwhile.
+    ///
+    /// # Panics
+    /// When called twice for one request, or on a [`Responder`]'s own response (there is no
+    /// connection behind it).
+    pub fn defer(&mut self) -> Responder {
+        assert!(self.deferred.is_none(), "Response::defer called twice");
+        let link = self
+            .link
+            .as_ref()
+            .expect("Response::defer: only the response of a request being served can defer");
+        let slot = Arc::new(Slot::default());
+        self.deferred = Some(Arc::clone(&slot));
+        Responder::new(slot, link.wake.clone())
+    }
+
+    /// Add a `Set-Cookie` header for `cookie` (built with the `cookie` crate, value
+    /// percent-encoded).
+    pub fn cookie(&mut self, cookie: &cookie::Cookie<'_>) -> &mut Self {
+        let value = cookie.encoded().to_string();
+        self.header("Set-Cookie", value)
+    }
+
+    /// Serialize `value` as the JSON body, with `Content-Type: application/json` (feature
+    /// `serde`). A value that cannot be serialized answers `500`.
+    #[cfg(feature = "serde")]
+    pub fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        self.body.clear();
+        match serde_json::to_writer(&mut self.body, value) {
+            Ok(()) => self.header("Content-Type", "application/json"),
+            Err(e) => {
+                tracing::error!("serializing a JSON response: {e}");
+                self.body.clear();
+                self.status(500)
+            }
         }
     }
 
