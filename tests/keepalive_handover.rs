@@ -225,3 +225,36 @@ fn a_request_half_read_by_the_old_worker_is_finished_by_the_new_one() {
         "the new worker answered the request the old one had half read"
     );
 }
+
+#[test]
+fn a_request_on_the_blocking_pool_during_a_reload_is_answered_then_its_connection_moves() {
+    let _serial = serial();
+    // /slow runs on the blocking pool; Redis is not needed for it.
+    let mut c = Hello::start_with(
+        &example("sessions"),
+        1,
+        &[("REDIS_URL", "redis://127.0.0.1:1")],
+    );
+    let stream = TcpStream::connect(c.addr).unwrap();
+    stream.set_read_timeout(Some(5 * SEC)).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /slow?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.proc.signal(libc::SIGHUP);
+    let slow = read_reply(&mut r).unwrap();
+    assert_eq!(slow.status, 200);
+    assert!(!slow.closes(), "answered without a close: {slow:?}");
+    assert_eq!(slow.header("x-herd-worker"), Some("1"));
+    c.wait_count("rolling reload complete", 1, 10 * SEC);
+    c.wait_count("worker exited", 1, 10 * SEC);
+    w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let next = read_reply(&mut r).unwrap();
+    assert_eq!(next.status, 200);
+    assert_eq!(
+        next.header("x-herd-worker"),
+        Some("2"),
+        "the same connection, now served by the new worker"
+    );
+}

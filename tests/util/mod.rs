@@ -300,13 +300,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port (bound on 0.0.0.0, then released), below the kernel's ephemeral
+/// range: a port the kernel picked for `bind(:0)` is also one it gives client sockets as
+/// their source port, and the load tests open thousands of those, so a cluster that binds
+/// it a moment later could meet EADDRINUSE. Ports are spread by pid and a counter so that
+/// test processes running side by side do not try the same ones.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000; // 10000..32000, under the default ephemeral range (32768+)
+    let base = std::process::id().wrapping_mul(7_919);
+    for _ in 0..1_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + base.wrapping_add(n.wrapping_mul(104_729)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port between {LOW} and {}", LOW + SPAN)
 }
 
 pub const SEC: Duration = Duration::from_secs(1);
