@@ -13,6 +13,8 @@ pub(crate) const ENV_MAX_MESSAGE: &str = "HERD_MAX_MESSAGE";
 pub(crate) const ENV_DRAIN_MS: &str = "HERD_DRAIN_MS";
 pub(crate) const ENV_REPORT_LOAD: &str = "HERD_REPORT_LOAD";
 pub(crate) const ENV_CPU: &str = "HERD_WORKER_CPU";
+pub(crate) const ENV_HEARTBEAT_FD: &str = "HERD_HEARTBEAT_FD";
+pub(crate) const ENV_BEAT_MS: &str = "HERD_BEAT_MS";
 
 /// What the primary told this worker through its environment.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub(crate) struct WorkerEnv {
     pub drain: Duration,
     pub report_load: bool,
     pub cpu: Option<usize>,
+    /// The heartbeat page's fd, and how often an idle loop beats.
+    pub heartbeat: Option<(i32, Duration)>,
 }
 
 static ROLE: OnceLock<Option<WorkerEnv>> = OnceLock::new();
@@ -42,6 +46,10 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             drain: Duration::from_millis(get(ENV_DRAIN_MS).unwrap_or(30_000)),
             report_load: get(ENV_REPORT_LOAD) == Some(1),
             cpu: get(ENV_CPU).map(|v| v as usize),
+            heartbeat: get(ENV_HEARTBEAT_FD).map(|fd| {
+                let ms = get(ENV_BEAT_MS).unwrap_or(1000);
+                (fd as i32, Duration::from_millis(ms))
+            }),
         };
         for k in [
             ENV_ID,
@@ -51,6 +59,8 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             ENV_DRAIN_MS,
             ENV_REPORT_LOAD,
             ENV_CPU,
+            ENV_HEARTBEAT_FD,
+            ENV_BEAT_MS,
         ] {
             std::env::remove_var(k);
         }

@@ -98,12 +98,15 @@ impl<P: Protocol> Reactor<P> {
             let timeout = self
                 .wake_at()
                 .map(|at| at.saturating_duration_since(Instant::now()));
+            // An idle loop still turns now and then: its heartbeat says it is not hung.
+            let timeout = crate::heartbeat::cap(timeout);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            crate::heartbeat::beat(now);
             for event in &events {
                 let token = event.token();
                 if token == HOOKS {

@@ -117,7 +117,10 @@ impl<H: Handler> Conn<H> {
         };
         let res = &mut self.response;
         let handler = &self.handler;
+        // What the watchdog names if this handler never returns (a few stores, no syscall).
+        crate::heartbeat::enter(head.method, head.target, now);
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
+        crate::heartbeat::leave();
         let close = if served.is_ok() {
             let close = !head.keep_alive || self.draining || res.wants_close();
             let persist = match (close, head.minor_version) {

@@ -183,6 +183,12 @@ impl Worker {
         let stream = unsafe { UnixStream::from_raw_fd(env.fd) };
         crate::sys::set_cloexec(env.fd).map_err(|e| Error::io("IPC fd", e))?;
         crate::sys::ignore_terminal_signals();
+        if let Some((fd, every)) = env.heartbeat {
+            // Without it the worker serves as before; only the watchdog cannot see it.
+            if let Err(e) = crate::heartbeat::attach(fd, every) {
+                tracing::warn!("no heartbeat page (fd {fd}): {e}");
+            }
+        }
         let sender = WorkerSender {
             stream: Arc::new(Mutex::new(
                 stream.try_clone().map_err(|e| Error::io("IPC fd", e))?,
