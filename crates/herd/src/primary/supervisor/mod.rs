@@ -372,19 +372,19 @@ impl Supervisor {
         self.slots.values().filter(|s| !s.removing).count()
     }
 
-    fn free_slot(&self) -> usize {
+    pub(super) fn free_slot(&self) -> usize {
         (0..)
             .find(|s| !self.slots.contains_key(s))
             .expect("a free slot")
     }
 
-    fn log(&mut self, level: Level, line: String) {
+    pub(super) fn log(&mut self, level: Level, line: String) {
         self.out.push(Action::Log(level, line));
     }
 
     /// Starts a worker in `slot`: as its current worker, or (`incoming`) as the replacement
     /// a reload or recycle waits for. Returns its id.
-    fn spawn(&mut self, slot: usize, incoming: bool, now: Instant) -> u32 {
+    pub(super) fn spawn(&mut self, slot: usize, incoming: bool, now: Instant) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let restarts = self
@@ -427,37 +427,6 @@ impl Supervisor {
         }
     }
 
-    /// A worker could not be started. Before any worker connected that is fatal (the
-    /// program or a setting is wrong); later it stops a reload or recycle, or the slot
-    /// retries after a backoff.
-    fn spawn_failed(&mut self, id: u32, error: &str, now: Instant) {
-        let Some(w) = self.workers.remove(&id) else {
-            return;
-        };
-        let slot_no = w.slot;
-        let incoming = self.slots.get(&slot_no).and_then(|s| s.incoming) == Some(id);
-        if let Some(s) = self.slots.get_mut(&slot_no) {
-            s.forget(id);
-        }
-        let what = format!("cannot start a worker for slot {slot_no}: {error}");
-        if !self.connected_once {
-            self.fail(Fatal::new(ErrorKind::Start, what));
-        } else if incoming {
-            self.replacement_failed(slot_no, id, what, now);
-        } else if self.stop.is_none() {
-            if let Some(s) = self.slots.get_mut(&slot_no) {
-                if !s.removing {
-                    let delay = s.crashed(Duration::ZERO, &self.s.backoff);
-                    s.restart_at = Some(now + delay);
-                    self.log(
-                        Level::Error,
-                        format!("{what}; retrying in {} ms", delay.as_millis()),
-                    );
-                }
-            }
-        }
-    }
-
     fn online(&mut self, id: u32) {
         if let Some(w) = self.workers.get_mut(&id) {
             w.online = true;
@@ -489,7 +458,7 @@ impl Supervisor {
     }
 
     /// A slot's incoming worker is ready: the reload or recycle that started it goes on.
-    fn replacement_ready(&mut self, slot: usize, id: u32, now: Instant) {
+    pub(super) fn replacement_ready(&mut self, slot: usize, id: u32, now: Instant) {
         if self.recycling(id) {
             self.recycled(slot, id, now);
         } else {
@@ -499,7 +468,7 @@ impl Supervisor {
 
     /// A slot's incoming worker failed (`what`): the reload or recycle that started it
     /// stops.
-    fn replacement_failed(&mut self, slot: usize, id: u32, what: String, now: Instant) {
+    pub(super) fn replacement_failed(&mut self, slot: usize, id: u32, what: String, now: Instant) {
         if self.recycling(id) {
             self.recycle_failed(slot, id, what, now);
         } else if self.reloading(id) {
@@ -508,7 +477,7 @@ impl Supervisor {
     }
 
     /// Asks worker `id` to leave for `cause` (SIGKILL after the shutdown timeout).
-    fn disconnect(&mut self, id: u32, cause: Cause, now: Instant) {
+    pub(super) fn disconnect(&mut self, id: u32, cause: Cause, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -523,7 +492,7 @@ impl Supervisor {
     }
 
     /// SIGKILLs worker `id` now; true the first time.
-    fn sigkill(&mut self, id: u32, cause: Cause) -> bool {
+    pub(super) fn sigkill(&mut self, id: u32, cause: Cause) -> bool {
         let Some(w) = self.workers.get_mut(&id) else {
             return false;
         };
@@ -539,123 +508,6 @@ impl Supervisor {
             cause,
         });
         true
-    }
-
-    /// Worker `id` exited: forget it, and decide what its slot does.
-    fn exited(&mut self, id: u32, exit: Exit, now: Instant) {
-        let Some(w) = self.workers.remove(&id) else {
-            return;
-        };
-        if self.exited_unconnected(&w, id, exit) {
-            return;
-        }
-        let Some(slot) = self.slots.get_mut(&w.slot) else {
-            return;
-        };
-        let slot_no = w.slot;
-        if slot.incoming == Some(id) {
-            slot.incoming = None;
-            if slot.removing {
-                // Scale-down met a reload: the slot goes once both of its workers have.
-                if slot.current.is_none() {
-                    self.slot_gone(slot_no);
-                }
-                return;
-            }
-            if w.leaving.is_none() {
-                let why = w
-                    .listen_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                let what = format!(
-                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}"
-                );
-                self.replacement_failed(slot_no, id, what, now);
-            }
-            self.keep_served(slot_no, now);
-            return;
-        }
-        if slot.current != Some(id) {
-            // Replaced already (a hang, a boot timeout), or never the slot's.
-            return;
-        }
-        slot.current = None;
-        if slot.removing {
-            if slot.incoming.is_none() {
-                self.slot_gone(slot_no);
-            }
-            return;
-        }
-        if self.stop.is_some() || slot.incoming.is_some() {
-            // The incoming worker takes over once ready (a reload, a recycle).
-            return;
-        }
-        if !w.listened {
-            if let Some(why) = w.listen_error {
-                self.fail(Fatal::new(
-                    ErrorKind::Start,
-                    format!("worker {id} could not start: {why}"),
-                ));
-                return;
-            }
-        }
-        match w.leaving {
-            Some(_) => self.restart(slot_no, Duration::ZERO, None, now),
-            None => {
-                let lived = now.saturating_duration_since(w.forked);
-                self.crashed(slot_no, lived, exit, Cause::Crash, now);
-            }
-        }
-    }
-
-    /// Slot `slot_no`'s worker failed (`cause`: a crash, a hang, a boot that never ended)
-    /// after living `lived`: count it, report a crash loop, restart after the backoff.
-    fn crashed(&mut self, slot_no: usize, lived: Duration, last: Exit, cause: Cause, now: Instant) {
-        let Some(slot) = self.slots.get_mut(&slot_no) else {
-            return;
-        };
-        let delay = slot.crashed(lived, &self.s.backoff);
-        self.count_failure(slot_no, lived, last, now);
-        if self.fatal.is_some() {
-            return;
-        }
-        self.restart(slot_no, delay, Some(cause), now);
-    }
-
-    /// Starts the slot's next worker after `delay` (at once when zero).
-    fn restart(&mut self, slot_no: usize, delay: Duration, cause: Option<Cause>, now: Instant) {
-        let Some(slot) = self.slots.get_mut(&slot_no) else {
-            return;
-        };
-        if let Some(c) = cause {
-            slot.restarts.count(c);
-        }
-        if delay.is_zero() {
-            self.spawn(slot_no, false, now);
-        } else {
-            slot.restart_at = Some(now + delay);
-            self.log(
-                Level::Warn,
-                format!("restarting slot {slot_no} in {} ms", delay.as_millis()),
-            );
-        }
-    }
-
-    /// A slot left with no worker, none coming and no restart planned (its current worker
-    /// died while a replacement was on its way, then the replacement failed) restarts now.
-    fn keep_served(&mut self, slot_no: usize, now: Instant) {
-        let Some(s) = self.slots.get(&slot_no) else {
-            return;
-        };
-        if self.stop.is_none()
-            && !s.removing
-            && s.current.is_none()
-            && s.incoming.is_none()
-            && s.restart_at.is_none()
-        {
-            self.spawn(slot_no, false, now);
-        }
     }
 
     fn timers(&mut self, now: Instant) {
@@ -705,7 +557,7 @@ impl Supervisor {
     }
 
     /// Stops the cluster with `e` (the first fatal error wins).
-    fn fail(&mut self, e: Fatal) {
+    pub(super) fn fail(&mut self, e: Fatal) {
         if self.fatal.is_none() {
             self.fatal = Some(e);
         }
