@@ -239,7 +239,9 @@ impl Worker {
     }
 
     /// Tells the primary this worker is ready (PM2's `process.send('ready')`): with
-    /// [`crate::Cluster::wait_ready`], a reload replaces the old worker only after this.
+    /// [`crate::Cluster::wait_ready`], a reload replaces the old worker only after this. A
+    /// worker that serves no socket calls it to end its
+    /// [`boot timeout`](crate::Cluster::boot_timeout).
     ///
     /// # Errors
     /// [`ErrorKind::NotConnected`] when the primary is gone.
