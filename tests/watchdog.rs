@@ -13,16 +13,17 @@ use util::*;
 /// The run timeout the tests use, and the detection bound the issue sets (+ 2 s).
 const RUN_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn http_cluster(extra: &[(&str, &str)]) -> (Proc, SocketAddr) {
+fn http_cluster(workers: usize, extra: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    let n = workers.to_string();
     let mut env = vec![
-        ("FIX_WORKERS", "2"),
+        ("FIX_WORKERS", n.as_str()),
         ("FIX_MODE", "http"),
         ("FIX_ADDR", "127.0.0.1:0"),
         ("FIX_RUN_TIMEOUT_MS", "2000"),
     ];
     env.extend_from_slice(extra);
     let mut c = Proc::start(FIXTURE, &env, &[]);
-    let l = c.expect_n(2, 10 * SEC, "EV listening");
+    let l = c.expect_n(workers, 10 * SEC, "EV listening");
     let addr = field(&l[0], "addr").unwrap().parse().unwrap();
     (c, addr)
 }
@@ -46,7 +47,7 @@ fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(Stri
 
 #[test]
 fn a_handler_spinning_forever_is_found_named_and_replaced_and_its_queue_is_served() {
-    let (mut c, addr) = http_cluster(&[]);
+    let (mut c, addr) = http_cluster(2, &[]);
     // Send /spin on fresh connections until one lands (the kernel picks the slot): the
     // answered ones tell which worker they reached.
     let spun_at = Instant::now();
@@ -119,8 +120,29 @@ fn a_handler_spinning_forever_is_found_named_and_replaced_and_its_queue_is_serve
 }
 
 #[test]
+fn a_worker_busy_off_its_loop_is_not_hung() {
+    let (mut c, addr) = http_cluster(1, &[]);
+    let (id, _) = get(addr, "/busy", 5 * SEC).unwrap();
+    // Longer than the run timeout: the loop keeps turning and answering meanwhile.
+    let until = Instant::now() + RUN_TIMEOUT + 2 * SEC;
+    while Instant::now() < until {
+        let (by, _) = get(addr, "/", 5 * SEC).expect("answered while the thread is busy");
+        assert_eq!(by, id);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.drain_for(Duration::from_millis(200));
+    assert!(
+        !c.seen
+            .iter()
+            .any(|l| l.starts_with("EV hung") || l.starts_with("EV exit")),
+        "{:?}",
+        c.seen
+    );
+}
+
+#[test]
 fn a_stopped_worker_is_found_and_replaced() {
-    let (mut c, addr) = http_cluster(&[]);
+    let (mut c, addr) = http_cluster(2, &[]);
     let fork1 = c
         .seen
         .iter()

@@ -312,7 +312,7 @@ fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
 
 /// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` under any policy (hand-off included). Every
 /// response names the worker (`X-Herd-Worker`) and its pid (`X-Herd-Pid`); `/sleep?ms=N`
-/// blocks the worker's loop for N ms first, `/spin` never returns, `/leak?mb=N` leaks N MiB.
+/// blocks the worker's loop for N ms first, `/spin` never returns, `/busy` keeps a thread busy for 4 s, `/leak?mb=N` leaks N MiB.
 fn serve_http(worker: herd::Worker) -> herd::Result<()> {
     let addr = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
     let id = worker.id().to_string();
@@ -325,6 +325,15 @@ fn serve_http(worker: herd::Worker) -> herd::Result<()> {
                 loop {
                     std::hint::spin_loop();
                 }
+            }
+            if req.path() == "/busy" {
+                // Work on a thread of its own: the process is busy, its loop is not.
+                std::thread::spawn(|| {
+                    let until = std::time::Instant::now() + Duration::from_secs(4);
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                });
             }
             if req.path() == "/leak" {
                 let mb: usize = req
