@@ -220,7 +220,7 @@ impl Primary {
                         Ok(pid) => Input::Forked { id, pid },
                         Err(e) => Input::SpawnFailed {
                             id,
-                            error: format!("cannot start {}: {e}", self.cfg.spawn.exec.display()),
+                            error: e.to_string(),
                         },
                     };
                     self.sup.handle(outcome, Instant::now())

@@ -96,7 +96,10 @@ impl Supervisor {
         if let Some(s) = self.slots.get_mut(&slot_no) {
             s.forget(id);
         }
-        let what = format!("cannot start a worker for slot {slot_no}: {error}");
+        let what = format!(
+            "cannot start a worker from {} for slot {slot_no}: {error}",
+            self.s.exec
+        );
         if !self.connected_once {
             self.fail(Fatal::new(ErrorKind::Start, what));
         } else if incoming {

@@ -266,9 +266,9 @@ fn starting_and_crashing() {
             &["0 start", "0 spawnfail 1"],
             &[
                 "spawn 1 slot 0",
-                "error: cannot start a worker for slot 0: ENOENT; stopping",
+                "error: cannot start a worker from /bin/app for slot 0: ENOENT; stopping",
                 "stop listening",
-                "exit Start: cannot start a worker for slot 0: ENOENT",
+                "exit Start: cannot start a worker from /bin/app for slot 0: ENOENT",
             ],
         ),
         (
@@ -286,7 +286,7 @@ fn starting_and_crashing() {
                 "spawn 1 slot 0",
                 "warn: restarting slot 0 in 100 ms",
                 "spawn 2 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
-                "error: cannot start a worker for slot 0: ENOENT; retrying in 200 ms",
+                "error: cannot start a worker from /bin/app for slot 0: ENOENT; retrying in 200 ms",
                 "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
             ],
         ),
@@ -494,7 +494,7 @@ fn reloading() {
             &[
                 "spawn 1 slot 0",
                 "spawn 2 slot 0",
-                "error: reload stopped, the old workers keep serving: cannot start a worker for slot 0: ENOENT",
+                "error: reload stopped, the old workers keep serving: cannot start a worker from /bin/app for slot 0: ENOENT",
             ],
         ),
     ]);
