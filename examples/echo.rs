@@ -8,6 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+#[path = "support/logging.rs"]
+mod logging;
+
 use herd::protocol::{Connection, Flow, Protocol, Step};
 use herd::Cluster;
 
@@ -44,7 +47,7 @@ impl Connection for EchoConn {
 }
 
 fn main() -> Result<(), herd::Error> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
+    logging::init("info");
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())

@@ -15,6 +15,8 @@ use herd::{Cluster, Request, Response};
 
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/logging.rs"]
+mod logging;
 #[path = "support/policy.rs"]
 mod policy;
 
@@ -25,11 +27,7 @@ fn main() -> ExitCode {
 /// Logs to stdout, runs the cluster answering `<greeting> from worker <id> (pid <pid>)`, and
 /// turns an error into one line on stderr (prefixed by `name`) and a failing exit code.
 pub fn start(name: &str, greeting: &str) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    logging::init("info");
     match run(greeting) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -160,10 +160,21 @@ fn no_orphans_when_the_primary_is_killed() {
 }
 
 #[test]
-fn a_cluster_with_no_workers_stops_at_once() {
-    let mut c = Proc::start(FIXTURE, &[("FIX_WORKERS", "0")], &[]);
-    let status = c.wait(5 * SEC).expect("exits");
-    assert!(status.success(), "{status:?} {}", c.stderr());
+fn workers_zero_means_one_per_cpu() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "0"), ("FIX_ADDR", "127.0.0.1:0")],
+        &[],
+    );
+    c.expect_n(cpus, 10 * SEC, "EV listening");
+    c.drain_for(Duration::from_millis(100));
+    let forks = c.seen.iter().filter(|l| l.starts_with("EV fork")).count();
+    assert_eq!(forks, cpus, "{:?}", c.seen);
+    assert!(
+        c.wait(Duration::ZERO).is_none(),
+        "the cluster keeps running"
+    );
 }
 
 #[test]
@@ -329,4 +340,70 @@ fn a_stop_while_workers_are_still_starting_is_clean_and_quick() {
             start.elapsed()
         );
     }
+}
+
+/// Runs the fixture with `env` and `args`, expects it to stop by itself with status 1, and
+/// returns its last stderr line (the error it stopped with) and how many workers it forked.
+fn stops_with(env: &[(&str, &str)], args: &[&str]) -> (String, usize) {
+    let start = Instant::now();
+    let mut c = Proc::start(FIXTURE, env, args);
+    let status = c
+        .wait(10 * SEC)
+        .expect("a misconfigured cluster stops instead of restarting workers forever");
+    assert_eq!(status.code(), Some(1), "{}", c.stderr());
+    assert!(start.elapsed() < 8 * SEC);
+    c.drain_for(Duration::from_millis(50));
+    let err = c.stderr_contains(2 * SEC, &["herd-fixture: "]);
+    let last = err.lines().last().unwrap_or("").to_string();
+    let forks = c.seen.iter().filter(|l| l.starts_with("EV fork")).count();
+    (last, forks)
+}
+
+#[test]
+fn a_listen_address_that_is_not_one_stops_the_cluster_with_one_line() {
+    let (line, forks) = stops_with(
+        &[
+            ("FIX_WORKERS", "2"),
+            ("FIX_MODE", "http"),
+            ("FIX_ADDR", "not-an-address"),
+        ],
+        &[],
+    );
+    assert!(
+        line.starts_with("herd-fixture: worker")
+            && line.contains(
+                "cannot listen on \"not-an-address\" (invalid socket address): give an IP address and port, like 0.0.0.0:8000"
+            ),
+        "{line}"
+    );
+    assert!(forks <= 2, "restarted: {forks} forks");
+}
+
+#[test]
+fn an_exec_that_is_not_a_herd_program_stops_the_cluster_with_one_line() {
+    // Exits at once without connecting.
+    let (line, forks) = stops_with(&[("FIX_WORKERS", "2"), ("FIX_EXEC", "/bin/true")], &[]);
+    assert!(
+        line.contains(
+            "exited (code 0) without connecting to the primary: /bin/true is not a herd program"
+        ) && line.contains("set Cluster::exec"),
+        "{line}"
+    );
+    assert!(forks <= 2, "restarted: {forks} forks");
+    // Runs on without ever connecting: stopped at the ready timeout, and killed.
+    let (line, forks) = stops_with(
+        &[
+            ("FIX_WORKERS", "2"),
+            ("FIX_EXEC", "/bin/sleep"),
+            ("FIX_READY_TIMEOUT_MS", "500"),
+        ],
+        &["30"],
+    );
+    assert!(
+        line.contains(
+            "did not connect to the primary within 500 ms: /bin/sleep is not a herd program"
+        ),
+        "{line}"
+    );
+    assert!(forks <= 2, "restarted: {forks} forks");
 }

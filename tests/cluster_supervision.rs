@@ -222,3 +222,38 @@ fn a_reload_that_cannot_even_spawn_keeps_the_cluster_serving() {
         .collect();
     assert_eq!(ids, HashSet::from(["1".to_string(), "2".to_string()]));
 }
+
+#[test]
+fn programs_a_worker_starts_get_default_signal_dispositions() {
+    let mut c = Proc::start(
+        FIXTURE,
+        &[("FIX_WORKERS", "1"), ("FIX_MODE", "spawn-sleep")],
+        &[],
+    );
+    let l = c.expect(10 * SEC, |l| {
+        l.starts_with("EV message") && l.contains("child pid=")
+    });
+    let pid: i32 = l.rsplit('=').next().unwrap().trim().parse().unwrap();
+    c.adopt(&[pid]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
+        assert_eq!(
+            ignored & (1 << (sig - 1)),
+            0,
+            "signal {sig} ignored in the worker's child (SigIgn {ignored:x})"
+        );
+    }
+    // Ctrl-C reaches it: SIGINT ends the program.
+    // SAFETY: kill(2) on the sleep this test's worker started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!alive(pid), "SIGINT did not stop the worker's child");
+}

@@ -52,3 +52,16 @@ fn echo_returns_every_byte_from_every_worker_and_stops_cleanly() {
         );
     }
 }
+
+#[test]
+fn the_examples_log_without_colour_codes_into_a_pipe() {
+    let port = free_port();
+    let mut c = Proc::start(
+        example("echo").to_str().unwrap(),
+        &[("PORT", &port.to_string()), ("WORKERS", "1")],
+        &[],
+    );
+    let line = c.expect(10 * SEC, |l| l.contains("worker listening"));
+    assert!(!line.contains('\x1b'), "{line:?}");
+    assert!(c.seen.iter().all(|l| !l.contains('\x1b')), "{:?}", c.seen);
+}

@@ -27,11 +27,14 @@ fn say(line: String) {
 fn main() {
     // Read before herd consumes it: the garbage mode writes raw bytes on the IPC socket.
     let raw_ipc_fd: Option<i32> = var("HERD_IPC_FD").and_then(|v| v.parse().ok());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    // FIX_NO_LOG: no tracing subscriber at all, as in the README's snippet.
+    if var("FIX_NO_LOG").is_none() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let mut cluster = Cluster::new().workers(var("FIX_WORKERS").map_or(2, |v| v.parse().unwrap()));
     if let Some(t) = ms("FIX_SHUTDOWN_MS") {
         cluster = cluster.shutdown_timeout(t);
@@ -41,6 +44,9 @@ fn main() {
     }
     if let Some(n) = var("FIX_MAX_MESSAGE") {
         cluster = cluster.max_message_bytes(n.parse().unwrap());
+    }
+    if let Some(exec) = var("FIX_EXEC") {
+        cluster = cluster.exec(exec);
     }
     if let Some(dir) = var("FIX_CWD") {
         cluster = cluster.cwd(dir);
@@ -64,6 +70,9 @@ fn main() {
     }
     if let Some(cpus) = var("FIX_CPUS") {
         cluster = cluster.cpus(cpus.split(',').map(|c| c.parse::<usize>().unwrap()));
+    }
+    if let Some(list) = var("FIX_LISTEN_ON") {
+        cluster = cluster.listen_on(list.split(','));
     }
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
@@ -218,6 +227,11 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
         let e = worker.send(&vec![0u8; 1 << 21]).unwrap_err();
         worker.send(format!("send-error kind={:?} {e}", e.kind()).as_bytes())?;
     }
+    if let Some(n) = var("FIX_NOFILE") {
+        // A low descriptor limit, so that accept runs out (EMFILE).
+        let n: u64 = n.parse().unwrap();
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n).unwrap();
+    }
     if mode == "http" {
         return serve_http(worker);
     }
@@ -229,14 +243,30 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
                 std::process::exit(1);
             }
         };
+        // FIX_ADDR_OLD: a second address only the first build serves (until
+        // FIX_GENERATION_FILE exists).
+        let old_build =
+            var("FIX_GENERATION_FILE").is_none_or(|f| !std::path::Path::new(&f).exists());
+        if let Some(old) = var("FIX_ADDR_OLD").filter(|_| old_build) {
+            let l = worker.listen(old.as_str())?;
+            std::thread::spawn(move || serve(l, id));
+        }
         worker.listening(listener.local_addr()?)?;
         std::thread::spawn(move || serve(listener, id));
+        if let Some(extra) = var("FIX_EXTRA") {
+            try_extra(&mut worker, &extra)?;
+        }
     }
     if mode == "hang" {
         // Never reads IPC again: only SIGKILL ends it.
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    }
+    if mode == "spawn-sleep" {
+        // A program this worker starts: its signal dispositions are what the test checks.
+        let child = std::process::Command::new("sleep").arg("30").spawn()?;
+        worker.send(format!("child pid={}", child.id()).as_bytes())?;
     }
     if mode == "hello" {
         worker.send(format!("hello from {id}").as_bytes())?;
@@ -275,6 +305,29 @@ fn run_worker(mut worker: herd::Worker, raw_ipc_fd: Option<i32>) -> herd::Result
             Err(_) => std::process::exit(0),
         }
     }
+}
+
+/// `FIX_EXTRA`: asks the primary for more listeners (`FIX_EXTRA_REPEAT` rounds over the
+/// comma-separated addresses) and reports `extra ok=N refused=M last=<error>` as a message.
+fn try_extra(worker: &mut herd::Worker, extra: &str) -> herd::Result<()> {
+    let rounds: usize = var("FIX_EXTRA_REPEAT").map_or(1, |v| v.parse().unwrap());
+    let (mut ok, mut refused, mut last) = (0, 0, String::new());
+    let mut kept = Vec::new();
+    for _ in 0..rounds {
+        for addr in extra.split(',') {
+            match worker.listen(addr) {
+                Ok(l) => {
+                    ok += 1;
+                    kept.push(l);
+                }
+                Err(e) => {
+                    refused += 1;
+                    last = format!("{:?} errno={:?} {e}", e.kind(), e.raw_os_error());
+                }
+            }
+        }
+    }
+    worker.send(format!("extra ok={ok} refused={refused} last={last}").as_bytes())
 }
 
 /// Answers every connection with one line about this worker, then closes it.

@@ -336,6 +336,14 @@ impl Dispatch for RoundRobin {
         self.resume(ctx);
     }
 
+    fn stop(&mut self, ctx: &mut DispatchCtx<'_>) {
+        // Every worker is leaving and gets nothing more: what waits in the queues would only
+        // be reset when the primary exits. Closing now refuses new connections at once.
+        for mut l in self.listeners.drain(..) {
+            let _ = ctx.deregister(&mut l.socket);
+        }
+    }
+
     fn worker_leaving(&mut self, id: u32, _ctx: &mut DispatchCtx<'_>) {
         if let Some(p) = self.peers.find_mut(id) {
             p.closed = true;

@@ -57,6 +57,7 @@ pub struct Cluster {
     on_event: Option<primary::OnEvent>,
     dispatch: Option<Box<dyn Dispatch>>,
     cpus: Option<Vec<usize>>,
+    listen_on: Option<Vec<String>>,
     poll: Option<(
         Poll,
         PrimaryHandle,
@@ -86,11 +87,26 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// A worker's `run` failed: say why in one line (unless the primary says it: a listen error
+/// it sent stops the cluster with that sentence) and exit 1. Returning the error would have
+/// `main` print it, in pieces that interleave with the other workers' lines.
+fn worker_failed(e: &Error) -> ! {
+    if e.kind() != ErrorKind::Listen {
+        crate::log::error(format_args!("{e}"));
+    }
+    std::process::exit(1)
+}
+
+/// The CPUs this process may use (at least one).
+fn one_per_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Cluster {
     /// A cluster with the defaults documented on each setter.
     pub fn new() -> Cluster {
         Cluster {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: one_per_cpu(),
             exec: None,
             args: None,
             cwd: None,
@@ -121,11 +137,14 @@ impl Cluster {
             on_event: None,
             dispatch: None,
             cpus: None,
+            listen_on: None,
             poll: None,
         }
     }
 
-    /// How many workers. Default: the available parallelism (CPUs this process may use).
+    /// How many workers. `0` means one per CPU this process may use, as PM2's `instances: 0`
+    /// does (so a `WORKERS=0` setting means "as many as the machine has"). Default: one per
+    /// CPU (the available parallelism).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -198,6 +217,28 @@ impl Cluster {
     /// [`Cluster::run`] fails with [`ErrorKind::Config`] when one is not available.
     pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The only addresses workers may listen on ([`Worker::listen`], [`Worker::bind`],
+    /// [`Worker::serve_http`]); a request for any other gets [`ErrorKind::Listen`] (EPERM)
+    /// back in the worker and creates no socket. Give the addresses exactly as workers ask
+    /// for them (`"0.0.0.0:8000"`, `"127.0.0.1:0"`).
+    ///
+    /// Default: the addresses the cluster's first workers ask for until the first of them
+    /// reports it is listening (as [`Worker::serve`] does, for all its addresses at once);
+    /// the set is fixed from then on, so a worker started later (or a compromised one)
+    /// cannot open new ports through the primary. Either way each worker may make at most
+    /// 64 listen requests.
+    ///
+    /// [`Cluster::run`] fails with [`ErrorKind::Config`] when one is not an IP address and
+    /// port.
+    pub fn listen_on<I, S>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.listen_on = Some(addrs.into_iter().map(Into::into).collect());
         self
     }
 
@@ -363,7 +404,14 @@ impl Cluster {
 
     /// In the primary: starts the workers and supervises them until the cluster stops
     /// (SIGTERM/SIGINT or [`PrimaryHandle::stop`]). In a worker: connects to the primary and
-    /// runs `worker`; the process should exit when it returns.
+    /// runs `worker`; the process should exit when it returns `Ok`. When `worker` fails, the
+    /// worker process writes the error to stderr as one line (a listen error is reported by
+    /// the primary instead) and exits with status 1, so that several workers failing at once
+    /// do not garble each other's lines.
+    ///
+    /// Without a tracing subscriber, worker crashes, restarts and failed reloads still reach
+    /// stderr, one line each; install one (e.g. `tracing_subscriber::fmt().init()`) to see
+    /// every lifecycle event.
     ///
     /// # Errors
     /// In the primary: a setting that cannot work ([`ErrorKind::Config`]), workers that
@@ -374,7 +422,9 @@ impl Cluster {
         F: FnOnce(Worker) -> Result<()>,
     {
         if crate::is_worker() {
-            return worker(Worker::connect()?);
+            return Worker::connect()
+                .and_then(worker)
+                .map_err(|e| worker_failed(&e));
         }
         let spawn = self.spawn_settings()?;
         self.ensure_poll()?;
@@ -390,13 +440,17 @@ impl Cluster {
             )
             .map_err(|e| Error::new(ErrorKind::Config, e))?,
             dispatch: self.dispatch.take(),
+            allowed: primary::Allowed::new(self.allowed_addrs()?),
         };
         primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run()
     }
 
     fn settings(&self, spawn: &SpawnSettings) -> primary::Settings {
         primary::Settings {
-            workers: self.workers,
+            workers: match self.workers {
+                0 => one_per_cpu(),
+                n => n,
+            },
             exec: spawn.exec.display().to_string(),
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,
@@ -408,6 +462,24 @@ impl Cluster {
             recycling: self.recycling,
             crash_loop: self.crash_loop,
         }
+    }
+
+    /// [`Cluster::listen_on`]'s addresses, parsed.
+    fn allowed_addrs(&self) -> Result<Option<Vec<std::net::SocketAddr>>> {
+        let Some(list) = &self.listen_on else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("listen_on: {a:?} is not an IP address and port (like \"0.0.0.0:8000\" or \"[::1]:8000\")"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     fn spawn_settings(&self) -> Result<SpawnSettings> {

@@ -27,7 +27,6 @@ pub enum ErrorKind {
 }
 
 /// herd's error: a kind and a sentence that says what happened.
-#[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
@@ -73,6 +72,14 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         self.errno
             .or_else(|| self.source.as_ref().and_then(io::Error::raw_os_error))
+    }
+}
+
+/// The sentence, as Display writes it: `fn main() -> Result<(), herd::Error>` then prints
+/// `Error: <what happened and what to do>` instead of a struct dump.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -19,6 +19,8 @@
 
 #[macro_use]
 mod sys;
+#[macro_use]
+mod log;
 mod cluster;
 mod error;
 pub mod event_loop;

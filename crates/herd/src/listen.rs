@@ -210,6 +210,53 @@ impl Listeners {
         Ok(socket.expect("created above").as_fd())
     }
 
+    /// The cluster is stopping: closes the primary's copy of every listener. A socket closes
+    /// (and new connections to it are refused) once the workers holding it have taken their
+    /// queue and closed theirs.
+    pub(crate) fn close_all(&mut self) {
+        self.groups.clear();
+        self.leaving.clear();
+    }
+
+    /// Closes the listeners no worker uses any more: `used(addr, slot)` says whether the
+    /// worker serving `slot` asked for `addr` (as requested, port 0 included). Under hand-off
+    /// the dispatcher owns the accepting side: nothing is closed.
+    pub(crate) fn close_unused(
+        &mut self,
+        slots: &[usize],
+        used: impl Fn(SocketAddr, usize) -> bool,
+    ) {
+        if self.handoff {
+            return;
+        }
+        let keys: Vec<SocketAddr> = self.groups.keys().copied().collect();
+        for k in keys {
+            let group = self.groups.get_mut(&k).expect("listed");
+            if group.shared.is_some() && !slots.iter().any(|s| used(k, *s)) {
+                group.shared = None;
+            }
+            let unused: Vec<usize> = group
+                .slots
+                .keys()
+                .copied()
+                .filter(|s| !used(k, *s))
+                .collect();
+            for slot in unused {
+                tracing::info!(addr = %group.addr, slot, "closing a listener no worker uses");
+                group.slots.remove(&slot);
+                // The kernel moves the group's last socket into the closed one's place.
+                if let Some(i) = group.order.iter().position(|s| *s == slot) {
+                    group.order.swap_remove(i);
+                }
+            }
+            if group.shared.is_none() && group.slots.is_empty() {
+                self.groups.remove(&k);
+            } else {
+                self.steer(k);
+            }
+        }
+    }
+
     /// `slot` is going away: steer new connections to the other slots.
     pub(crate) fn begin_remove_slot(&mut self, slot: usize) {
         self.leaving.insert(slot);

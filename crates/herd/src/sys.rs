@@ -59,15 +59,26 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
 
 /// Workers leave terminal signals to the primary: Ctrl-C (SIGINT) and a hang-up reach the
 /// whole process group, and the primary stops or reloads its workers gracefully.
+///
+/// They are caught by a handler that does nothing rather than ignored: an ignored signal stays
+/// ignored across exec, so every program a worker started would ignore Ctrl-C too, while a
+/// caught one is reset to its default action by exec. SA_RESTART keeps the worker's own
+/// blocking calls from failing with EINTR.
 pub(crate) fn ignore_terminal_signals() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn nothing(_: libc::c_int) {}
+    let action = SigAction::new(
+        SigHandler::Handler(nothing),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGTTIN,
         Signal::SIGTTOU,
     ] {
-        // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety rules apply.
-        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
     }
 }

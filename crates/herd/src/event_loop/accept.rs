@@ -108,7 +108,7 @@ impl Acceptor {
                 }
                 Err(e) => {
                     if is_resource_exhaustion(&e) {
-                        tracing::warn!("accept: {e}; pausing accepts for {backoff:?}");
+                        warn_every!("accept: {e}; pausing accepts for {backoff:?}");
                     } else {
                         tracing::error!("accept: {e}; pausing accepts for {backoff:?}");
                     }

@@ -340,6 +340,12 @@ impl<P: Protocol> Reactor<P> {
         if self.drain_deadline.is_some() {
             return;
         }
+        // Take what is queued first (it is served like the connections already open): once
+        // the primary has closed its copy too, closing ours refuses new connections and would
+        // reset these.
+        for i in 0..self.acceptor.len() {
+            self.accept(i, now);
+        }
         self.acceptor.close(self.poll.registry());
         self.drain_deadline = Some(now + self.config.drain_timeout);
         self.handing_back = hand_back;

@@ -62,6 +62,11 @@ pub trait Dispatch: 'static {
         false
     }
 
+    /// The cluster is stopping (every worker was asked to leave): stop accepting and close the
+    /// listeners, so that new connections are refused at once (a load balancer then retries
+    /// elsewhere) rather than queued until the primary exits. Default: nothing.
+    fn stop(&mut self, _ctx: &mut DispatchCtx<'_>) {}
+
     /// When [`Dispatch::timer`] should next run, if ever.
     fn deadline(&self) -> Option<Instant> {
         None

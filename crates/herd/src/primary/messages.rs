@@ -121,6 +121,7 @@ impl Primary {
             }
             ToPrimary::Listen { req, addr } => self.on_listen(id, h.slot(), req, &addr),
             ToPrimary::Listening { addr } => {
+                self.cfg.allowed.stop_learning();
                 if !self.sup.listened(id) {
                     self.with_dispatch(|d, ctx| d.worker_up(id, ctx));
                 }
@@ -193,26 +194,55 @@ impl Primary {
         }
     }
 
+    /// A worker's listen request: an address it may not have is refused before any socket
+    /// is made (see `allow`).
     pub(super) fn on_listen(&mut self, id: u32, slot: usize, req: u32, addr: &str) {
-        if self.cfg.listeners.handoff() {
-            return self.on_listen_handoff(id, req, addr);
-        }
-        let parsed: std::result::Result<SocketAddr, _> = addr.parse();
-        let result = match parsed {
-            Ok(a) => self.cfg.listeners.get(a, slot).and_then(|fd| {
-                fd.try_clone_to_owned()
-                    .map_err(|e| crate::listen::ListenError {
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        text: format!("cannot pass the listener for {a}: {e}"),
-                    })
+        let requests = self.live.get_mut(&id).map_or(0, |l| {
+            l.listen_requests = l.listen_requests.saturating_add(1);
+            l.listen_requests
+        });
+        let parsed = match addr.parse::<SocketAddr>() {
+            Ok(a) if self.sup.stopping() => Err(crate::listen::ListenError {
+                errno: libc::ESHUTDOWN,
+                text: format!("refused to listen on {a}: the cluster is stopping"),
             }),
+            Ok(a) => self
+                .cfg
+                .allowed
+                .check(a, requests)
+                .map(|_| a)
+                .map_err(|text| crate::listen::ListenError {
+                    errno: libc::EPERM,
+                    text,
+                }),
             Err(_) => Err(crate::listen::ListenError {
                 errno: libc::EINVAL,
-                text: format!("{addr:?} is not an IP address and port"),
+                text: format!(
+                    "cannot listen on {addr}: give an IP address and port, like 0.0.0.0:8000"
+                ),
             }),
         };
+        if self.cfg.listeners.handoff() {
+            return self.on_listen_handoff(id, req, parsed);
+        }
+        let result = parsed.and_then(|a| {
+            let fd = self.cfg.listeners.get(a, slot)?;
+            fd.try_clone_to_owned()
+                .map(|fd| (a, fd))
+                .map_err(|e| crate::listen::ListenError {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    text: format!("cannot pass the listener for {a}: {e}"),
+                })
+        });
         match result {
-            Ok(fd) => self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()]),
+            Ok((a, fd)) => {
+                if let Some(live) = self.live.get_mut(&id) {
+                    if !live.asked.contains(&a) {
+                        live.asked.push(a);
+                    }
+                }
+                self.send(id, &ToWorker::ListenOk { req }, &[fd.as_fd()])
+            }
             Err(e) => self.listen_failed(id, req, e),
         }
     }
@@ -230,14 +260,13 @@ impl Primary {
         self.send(id, &msg, &[]);
     }
 
-    pub(super) fn on_listen_handoff(&mut self, id: u32, req: u32, addr: &str) {
-        let result = match addr.parse::<SocketAddr>() {
-            Ok(a) => self.cfg.listeners.get_handoff(a),
-            Err(_) => Err(crate::listen::ListenError {
-                errno: libc::EINVAL,
-                text: format!("{addr:?} is not an IP address and port"),
-            }),
-        };
+    pub(super) fn on_listen_handoff(
+        &mut self,
+        id: u32,
+        req: u32,
+        addr: Result<SocketAddr, crate::listen::ListenError>,
+    ) {
+        let result = addr.and_then(|a| self.cfg.listeners.get_handoff(a));
         let result = result.and_then(|(real, created)| {
             let Some(fd) = created else { return Ok(real) };
             let mut outcome = Ok(());

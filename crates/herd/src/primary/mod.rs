@@ -9,6 +9,7 @@
 //! Around it: `messages` (each worker's IPC channel, queryServer, hand-off plumbing),
 //! `spawn`, `dispatch` (the hook for hand-off policies) and `handle` (what the user holds).
 
+mod allow;
 mod dispatch;
 mod handle;
 mod messages;
@@ -29,6 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
+pub(crate) use allow::Allowed;
 use dispatch::DISPATCH_BASE;
 pub(crate) use dispatch::MAX_FDS_PER_FRAME;
 pub use dispatch::{Dispatch, DispatchCtx};
@@ -60,6 +62,8 @@ pub(crate) struct Config {
     pub spawn: SpawnSettings,
     pub listeners: Listeners,
     pub dispatch: Option<Box<dyn Dispatch>>,
+    /// The addresses workers may listen on.
+    pub allowed: Allowed,
 }
 
 /// A worker process the primary is responsible for (the I/O side: the supervisor keeps
@@ -71,6 +75,10 @@ struct Live {
     queued: bool,
     /// Its heartbeat page.
     page: heartbeat::Page,
+    /// Listen requests made so far (bounded: see `allow`).
+    listen_requests: u32,
+    /// The addresses it was given listeners for (as requested).
+    asked: Vec<std::net::SocketAddr>,
     /// SIGKILL was sent (a zombie not reaped yet still takes another one).
     killed: bool,
 }
@@ -240,8 +248,8 @@ impl Primary {
                 Action::Log(level, line) => {
                     match level {
                         Level::Info => tracing::info!("{line}"),
-                        Level::Warn => tracing::warn!("{line}"),
-                        Level::Error => tracing::error!("{line}"),
+                        Level::Warn => crate::log::warn(format_args!("{line}")),
+                        Level::Error => crate::log::error(format_args!("{line}")),
                     }
                     continue;
                 }
@@ -253,7 +261,17 @@ impl Primary {
                     self.slot_removed(n);
                     continue;
                 }
-                Action::StopListening => continue,
+                Action::StopListening => {
+                    // New connections are refused once the queues are taken: the workers
+                    // accept what is queued on their listeners, then close them.
+                    self.cfg.listeners.close_all();
+                    self.with_dispatch(|d, ctx| d.stop(ctx));
+                    continue;
+                }
+                Action::Reloaded => {
+                    self.close_unused_listeners();
+                    continue;
+                }
                 Action::Exit(fatal) => {
                     self.exit = Some(fatal.map(Error::from));
                     continue;
@@ -339,6 +357,8 @@ impl Primary {
                 channel: Some(channel),
                 queued: false,
                 page,
+                listen_requests: 0,
+                asked: Vec::new(),
                 killed: false,
             },
         );
@@ -444,7 +464,11 @@ impl Primary {
             if h.exited_after_disconnect() || exit == Exit::Code(0) {
                 tracing::info!(worker = id, pid = h.pid(), %exit, cause = %h.cause().unwrap_or(Cause::Crash), "worker exited");
             } else {
-                tracing::warn!(worker = id, pid = h.pid(), %exit, "worker died");
+                crate::log::warn(format_args!(
+                    "worker {id} (pid {}, slot {}) died: {exit}",
+                    h.pid(),
+                    h.slot()
+                ));
             }
             self.emit(Event::Exit(h, exit));
             self.feed(Input::Exited(id, exit));
@@ -504,6 +528,31 @@ impl Primary {
             let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|c| c.as_fd()).collect();
             self.send(to, &ToWorker::Connections(fds.len() as u32), &fds);
         }
+    }
+}
+
+impl Primary {
+    /// After a reload every slot runs the new program: a listener none of them asked for
+    /// (the new build serves fewer addresses) would queue connections nobody accepts.
+    fn close_unused_listeners(&mut self) {
+        let slots = self.sup.slots();
+        let current: HashMap<usize, &[std::net::SocketAddr]> = slots
+            .iter()
+            .filter_map(|n| {
+                let id = self.sup.current(*n)?;
+                // A worker not ready yet may still ask: keep its slot's listeners.
+                let live = self.live.get(&id).filter(|_| self.sup.is_ready(id))?;
+                Some((*n, live.asked.as_slice()))
+            })
+            .collect();
+        let waiting: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|n| !current.contains_key(n))
+            .collect();
+        self.cfg.listeners.close_unused(&slots, |addr, slot| {
+            waiting.contains(&slot) || current.get(&slot).is_some_and(|a| a.contains(&addr))
+        });
     }
 }
 

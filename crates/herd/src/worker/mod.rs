@@ -259,9 +259,11 @@ impl Worker {
     ///
     /// # Errors
     /// [`ErrorKind::Listen`] with the primary's sentence (e.g. address in use, permission
-    /// denied) and its errno in [`Error::raw_os_error`]; [`ErrorKind::Config`] when the
+    /// denied, an address that is not one, or EPERM for an address the cluster does not
+    /// serve: see [`crate::Cluster::listen_on`]) and its errno in [`Error::raw_os_error`];
+    /// [`ErrorKind::Config`] when the
     /// cluster hands connections over (use [`Worker::bind`] then).
-    pub fn listen(&mut self, addr: impl ToSocketAddrs) -> Result<TcpListener> {
+    pub fn listen(&mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<TcpListener> {
         let l = self.bind(addr)?;
         let addr = l.local_addr();
         l.into_socket().ok_or_else(|| {
@@ -278,20 +280,22 @@ impl Worker {
     ///
     /// # Errors
     /// As [`Worker::listen`], except that hand-off is not an error.
-    pub fn bind(&mut self, addr: impl ToSocketAddrs) -> Result<Listener> {
-        let addr = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::io("cannot resolve the listen address", e))?
-            .next()
-            .ok_or_else(|| {
-                Error::new(ErrorKind::Config, "the listen address resolves to nothing")
-            })?;
+    pub fn bind(&mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Listener> {
+        // An address that does not resolve still goes to the primary, which refuses it: a
+        // worker that exits without listening then stops the cluster with that sentence
+        // instead of being restarted forever.
+        let wire = match addr.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => a.to_string(),
+            Ok(None) => format!("{addr:?} (resolves to nothing)"),
+            Err(e) => format!("{addr:?} ({e})"),
+        };
         let req = self.next_req;
         self.next_req += 1;
         self.sender.frame(&ToPrimary::Listen {
             req,
-            addr: addr.to_string(),
+            addr: wire.clone(),
         })?;
+        let addr = wire;
         loop {
             let got = self
                 .channel
@@ -427,7 +431,11 @@ impl Worker {
     ///
     /// # Errors
     /// As [`Worker::listen`] and [`Worker::serve`].
-    pub fn serve_http<H: Handler>(mut self, addr: impl ToSocketAddrs, handler: H) -> Result<()> {
+    pub fn serve_http<H: Handler>(
+        mut self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        handler: H,
+    ) -> Result<()> {
         let listener = self.bind(addr)?;
         self.serve([listener], Http::new(handler))
     }

@@ -151,6 +151,8 @@ pub(crate) enum Action {
     SlotRemoved(usize),
     /// A stop began: refuse new connections.
     StopListening,
+    /// A rolling reload completed: every slot runs the new program.
+    Reloaded,
     /// The cluster is done: exit, with this error if it failed.
     Exit(Option<Fatal>),
 }
@@ -345,6 +347,16 @@ impl Supervisor {
         self.workers
             .get(&id)
             .is_some_and(|w| w.listened && w.ready && w.leaving.is_none())
+    }
+
+    /// Whether worker `id` is ready (listening, or `ready()` under `wait_ready`).
+    pub(crate) fn is_ready(&self, id: u32) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.ready)
+    }
+
+    /// Every slot, in order (those being removed too).
+    pub(crate) fn slots(&self) -> Vec<usize> {
+        self.slots.keys().copied().collect()
     }
 
     /// Whether worker `id` listens (it may be leaving).

@@ -91,6 +91,7 @@ impl Supervisor {
                     let again = r.again;
                     self.reload = None;
                     self.log(Level::Info, "rolling reload complete".into());
+                    self.out.push(super::Action::Reloaded);
                     if again {
                         self.begin_reload(now);
                     } else {

@@ -77,6 +77,7 @@ fn show(a: &Action) -> Option<String> {
         Action::RemoveSlot(n) => format!("remove slot {n}"),
         Action::SlotRemoved(n) => format!("slot {n} removed"),
         Action::StopListening => "stop listening".into(),
+        Action::Reloaded => "reloaded".into(),
         Action::Exit(None) => "exit ok".into(),
         Action::Exit(Some(f)) => format!("exit {:?}: {}", f.kind, f.message),
     })
