@@ -250,6 +250,7 @@ impl Primary {
                         Level::Info => tracing::info!("{line}"),
                         Level::Warn => crate::log::warn(format_args!("{line}")),
                         Level::Error => crate::log::error(format_args!("{line}")),
+                        Level::Returned => tracing::error!("{line}"),
                     }
                     continue;
                 }

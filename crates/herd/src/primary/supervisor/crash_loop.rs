@@ -72,7 +72,12 @@ impl Supervisor {
             "slot {slot_no} failed: {n} crashes in {:.1} s, the last one {last}; {then}",
             within.as_secs_f64()
         );
-        self.log(Level::Error, line.clone());
+        // With Stop, Cluster::run returns the same line: the application tells it.
+        let level = match rule.then {
+            OnCrashLoop::Retry => Level::Error,
+            OnCrashLoop::Stop => Level::Returned,
+        };
+        self.log(level, line.clone());
         self.out.push(super::Action::Notify(Notice::Failed {
             slot: slot_no,
             crashes: n,

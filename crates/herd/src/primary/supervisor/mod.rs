@@ -185,6 +185,9 @@ pub(crate) enum Level {
     Info,
     Warn,
     Error,
+    /// An error the cluster also returns from `Cluster::run`: the application reports it,
+    /// so it goes to a tracing subscriber only (told once either way).
+    Returned,
 }
 
 /// An event for the application's `on_event` beyond Node's lifecycle ones.
@@ -581,7 +584,7 @@ impl Supervisor {
             if let Some(e) = &self.fatal {
                 if !self.fatal_said {
                     let line = format!("{}; stopping", e.message);
-                    self.log(Level::Error, line);
+                    self.log(Level::Returned, line);
                 }
                 self.begin_stop(now);
             }

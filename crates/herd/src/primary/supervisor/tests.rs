@@ -74,6 +74,7 @@ fn show(a: &Action) -> Option<String> {
         Action::Log(Level::Info, _) => return None,
         Action::Log(Level::Warn, l) => format!("warn: {l}"),
         Action::Log(Level::Error, l) => format!("error: {l}"),
+        Action::Log(Level::Returned, l) => format!("error (returned): {l}"),
         Action::RemoveSlot(n) => format!("remove slot {n}"),
         Action::SlotRemoved(n) => format!("slot {n} removed"),
         Action::StopListening => "stop listening".into(),
@@ -195,12 +196,16 @@ type Case = (
 );
 
 fn check(table: &[Case]) {
+    let mut failed = Vec::new();
     for (name, tweak, steps, want) in table {
         let mut s = settings();
         tweak(&mut s);
         let got = run_with(s, steps);
-        assert_eq!(got, *want, "case: {name}\n got: {got:#?}");
+        if got != *want {
+            failed.push(format!("case: {name}\n got: {got:#?}\n want: {want:#?}"));
+        }
     }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
 fn same(_: &mut Settings) {}
@@ -267,7 +272,7 @@ fn starting_and_crashing() {
             &["0 start", "0 spawnfail 1"],
             &[
                 "spawn 1 slot 0",
-                "error: cannot start a worker from /bin/app for slot 0: ENOENT; stopping",
+                "error (returned): cannot start a worker from /bin/app for slot 0: ENOENT; stopping",
                 "stop listening",
                 "exit Start: cannot start a worker from /bin/app for slot 0: ENOENT",
             ],
@@ -297,7 +302,7 @@ fn starting_and_crashing() {
             &["0 start", "0 online 1", "1 listenfail 1", "2 exit 1 code 1"],
             &[
                 "spawn 1 slot 0",
-                "error: worker 1 could not start: 127.0.0.1:80: address in use; stopping",
+                "error (returned): worker 1 could not start: 127.0.0.1:80: address in use; stopping",
                 "stop listening",
                 "exit Start: worker 1 could not start: 127.0.0.1:80: address in use",
             ],
@@ -317,7 +322,7 @@ fn booting() {
                 "spawn 2 slot 1",
                 "kill 1 SIGKILL stop",
                 "kill 2 SIGKILL stop",
-                "error: worker 1 did not connect to the primary within 10000 ms: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run; stopping",
+                "error (returned): worker 1 did not connect to the primary within 10000 ms: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run; stopping",
                 "stop listening",
                 "exit Config: worker 1 did not connect to the primary within 10000 ms: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run",
             ],
@@ -328,7 +333,7 @@ fn booting() {
             &["0 start", "5 exit 1 code 2"],
             &[
                 "spawn 1 slot 0",
-                "error: worker 1 exited (code 2) without connecting to the primary: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run; stopping",
+                "error (returned): worker 1 exited (code 2) without connecting to the primary: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run; stopping",
                 "stop listening",
                 "exit Config: worker 1 exited (code 2) without connecting to the primary: /bin/app is not a herd program, or failed before Cluster::run; set Cluster::exec to a program whose main calls Cluster::run",
             ],
@@ -387,6 +392,7 @@ fn reloading() {
                 "disconnect 1 reload",
                 "spawn 4 slot 1",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
@@ -422,6 +428,7 @@ fn reloading() {
                 "spawn 3 slot 0",
                 "spawn 4 slot 1",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
@@ -451,6 +458,7 @@ fn reloading() {
                 "spawn 5 slot 1",
                 "slot 2 removed",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
@@ -466,6 +474,7 @@ fn reloading() {
                 "remove slot 1",
                 "disconnect 2 scale",
                 "disconnect 4 scale",
+                "reloaded",
                 "slot 1 removed",
                 "spawn 5 slot 0 (crash 0 hang 0 recycle 0 reload 1)",
             ],
@@ -478,8 +487,10 @@ fn reloading() {
                 "spawn 1 slot 0",
                 "spawn 2 slot 0",
                 "disconnect 1 reload",
+                "reloaded",
                 "spawn 3 slot 0 (crash 0 hang 0 recycle 0 reload 1)",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
@@ -718,7 +729,7 @@ fn watchdog() {
             "a worker asked to leave is left to its shutdown timeout",
             |s| s.workers = 1,
             &["0 start", "0 up 1", "10 reload", "10 up 2", "40000 health 1 age=39000"],
-            &["spawn 1 slot 0", "spawn 2 slot 0", "disconnect 1 reload"],
+            &["spawn 1 slot 0", "spawn 2 slot 0", "disconnect 1 reload", "reloaded"],
         ),
         (
             "a hang while stopping kills without a replacement",
@@ -736,6 +747,7 @@ fn watchdog() {
                 "warn: worker 1 (pid 1001) stuck 30.0 s between requests",
                 "hung 1 30.0 s -",
                 "kill 1 SIGABRT hang",
+                "reloaded",
             ],
         ),
         (
@@ -816,7 +828,7 @@ fn crash_loops() {
                 "spawn 2 slot 1",
                 "warn: restarting slot 0 in 100 ms",
                 "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
-                "error: slot 0 failed: 2 crashes in 0.1 s, the last one signal SIGSEGV; stopping the cluster",
+                "error (returned): slot 0 failed: 2 crashes in 0.1 s, the last one signal SIGSEGV; stopping the cluster",
                 "failed slot 0 2 crashes, last signal SIGSEGV",
                 "disconnect 2 stop",
                 "stop listening",
@@ -869,6 +881,7 @@ fn recycling() {
                 "disconnect 1 reload",
                 "spawn 4 slot 1",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
@@ -884,6 +897,7 @@ fn recycling() {
                 "disconnect 3 reload",
                 "spawn 5 slot 1",
                 "disconnect 2 reload",
+                "reloaded",
             ],
         ),
         (
