@@ -268,8 +268,10 @@ impl Cluster {
         self
     }
 
-    /// How long a reload waits for a new worker to be ready before it stops and keeps the
-    /// old workers. Default: 10 s.
+    /// How long a reload (or a recycle) waits for a new worker to be ready before it stops
+    /// and keeps the old workers. Also how long the cluster's first workers have to connect
+    /// to the primary: until one has, a worker that does not is taken as a program that is
+    /// not a herd program, and the cluster stops. Default: 10 s.
     pub fn ready_timeout(mut self, t: Duration) -> Self {
         self.ready_timeout = t;
         self
