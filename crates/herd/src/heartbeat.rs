@@ -96,7 +96,8 @@ fn mono_ns() -> u64 {
 /// The primary's side: one page per worker.
 pub(crate) struct Page {
     map: Mapped,
-    fd: OwnedFd,
+    /// The memfd, until the worker has it (the mapping lives on without it).
+    fd: Option<OwnedFd>,
 }
 
 /// What [`Page::sample`] read.
@@ -119,12 +120,17 @@ impl Page {
         .map_err(io::Error::from)?;
         nix::unistd::ftruncate(&fd, PAGE as i64).map_err(io::Error::from)?;
         let map = Mapped::map(fd.as_fd())?;
-        Ok(Page { map, fd })
+        Ok(Page { map, fd: Some(fd) })
     }
 
-    /// The memfd, to pass to the worker.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The memfd, to pass to the worker (until [`Page::forget_fd`]).
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The worker has its copy: close ours (the mapping stays).
+    pub(crate) fn forget_fd(&mut self) {
+        self.fd = None;
     }
 
     /// Reads the page now.
@@ -300,7 +306,7 @@ mod tests {
         let page = Page::create().unwrap();
         assert!(page.sample().beat_age.is_none(), "no loop beats yet");
         // A second mapping of the same memfd, as the worker has.
-        let theirs = Mapped::map(page.fd()).unwrap();
+        let theirs = Mapped::map(page.fd().unwrap()).unwrap();
         let p = theirs.page();
         p.beat.store(mono_ns() - 2_000_000_000, Ordering::Release);
         p.requests.store(7, Ordering::Relaxed);
@@ -318,7 +324,7 @@ mod tests {
     fn the_request_in_progress_is_published_and_cleared() {
         let page = Page::create().unwrap();
         let worker = Local {
-            map: Mapped::map(page.fd()).unwrap(),
+            map: Mapped::map(page.fd().unwrap()).unwrap(),
             base: (Instant::now(), mono_ns()),
             every: Duration::from_secs(1),
         };

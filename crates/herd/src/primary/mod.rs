@@ -325,11 +325,13 @@ impl Primary {
 
     /// Starts worker `id` in `slot`; returns its pid.
     fn start(&mut self, id: u32, slot: usize, restarts: Restarts) -> io::Result<u32> {
-        let page = heartbeat::Page::create()?;
+        let mut page = heartbeat::Page::create()?;
         let (ours, theirs) = UnixStream::pair()?;
         let cpu = self.cfg.listeners.cpu_for(slot);
-        let mut child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs, page.fd())?;
+        let beat = page.fd().expect("a fresh page has its fd");
+        let mut child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs, beat)?;
         drop(theirs);
+        page.forget_fd();
         let registered = Channel::new(ours, self.cfg.spawn.max_message).and_then(|channel| {
             self.poll.registry().register(
                 &mut SourceFd(&channel.raw_fd()),
