@@ -437,8 +437,14 @@ impl Supervisor {
         };
         w.pid = pid;
         // Asked to leave before its fork was reported (a stop that began meanwhile).
-        if let Some(cause) = w.leaving {
-            self.out.push(Action::Disconnect { id, cause });
+        match w.leaving {
+            Some(cause) if w.killed => self.out.push(Action::Kill {
+                id,
+                signal: libc::SIGKILL,
+                cause,
+            }),
+            Some(cause) => self.out.push(Action::Disconnect { id, cause }),
+            None => {}
         }
     }
 
