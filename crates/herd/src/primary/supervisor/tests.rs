@@ -267,6 +267,12 @@ fn starting_and_crashing() {
             &["spawn 1 slot 0", "disconnect 1 user", "spawn 2 slot 0"],
         ),
         (
+            "a worker killed by the application is replaced at once, not after a backoff",
+            |s| s.workers = 1,
+            &["0 start", "0 up 1", "5 kill 1 15", "6 exit 1 sig 15"],
+            &["spawn 1 slot 0", "kill 1 SIGTERM user", "spawn 2 slot 0"],
+        ),
+        (
             "a worker that cannot start at first stops the cluster",
             |s| s.workers = 1,
             &["0 start", "0 spawnfail 1"],
@@ -392,6 +398,35 @@ fn reloading() {
                 "disconnect 1 reload",
                 "spawn 4 slot 1",
                 "disconnect 2 reload",
+                "reloaded",
+            ],
+        ),
+        (
+            "under wait_ready the old worker leaves when the new one calls ready(), not at listening",
+            |s| {
+                s.workers = 1;
+                s.wait_ready = true;
+            },
+            &["0 start", "0 up 1", "0 ready 1", "10 reload", "20 up 2", "30 ready 2"],
+            &["spawn 1 slot 0", "spawn 2 slot 0", "disconnect 1 reload", "reloaded"],
+        ),
+        (
+            "reload_batch 2 replaces two slots at once",
+            |s| {
+                s.workers = 3;
+                s.reload_batch = 2;
+            },
+            &["0 start", "0 up 1", "0 up 2", "0 up 3", "10 reload", "20 up 5", "30 up 4", "40 up 6"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "spawn 3 slot 2",
+                "spawn 4 slot 0",
+                "spawn 5 slot 1",
+                "disconnect 2 reload",
+                "spawn 6 slot 2",
+                "disconnect 1 reload",
+                "disconnect 3 reload",
                 "reloaded",
             ],
         ),
