@@ -83,6 +83,35 @@ fn main() {
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
     }
+    if let Some(t) = ms("FIX_RUN_TIMEOUT_MS") {
+        cluster = cluster.run_timeout(t);
+    }
+    if let Some(t) = ms("FIX_BOOT_TIMEOUT_MS") {
+        cluster = cluster.boot_timeout(t);
+    }
+    if let Some(v) = var("FIX_MAX_REQUESTS") {
+        let (n, jitter) = v.split_once(',').unwrap_or((&v, "0"));
+        cluster = cluster.max_requests(n.parse().unwrap(), jitter.parse().unwrap());
+    }
+    if let Some(v) = var("FIX_MAX_RSS_MB") {
+        cluster = cluster.max_rss(v.parse::<u64>().unwrap() << 20);
+    }
+    if let Some(v) = var("FIX_CRASH_LOOP") {
+        // crashes,window_ms,retry|stop
+        let p: Vec<&str> = v.split(',').collect();
+        let then = if p[2] == "stop" {
+            herd::OnCrashLoop::Stop
+        } else {
+            herd::OnCrashLoop::Retry
+        };
+        cluster = cluster.crash_loop(
+            p[0].parse().unwrap(),
+            Duration::from_millis(p[1].parse().unwrap()),
+            then,
+        );
+    }
+    // Hung workers get SIGABRT: no core files from the tests.
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
     if let Some(rr) = var("FIX_POLICY").and_then(|p| herd_rr::RoundRobin::from_name(&p)) {
         cluster = cluster.dispatch(rr_settings(rr));
     }
@@ -115,12 +144,25 @@ fn main() {
                     Exit::Signal(s) => format!("signal={s}"),
                 };
                 format!(
-                    "EV exit id={} {how} ead={} dead={}",
+                    "EV exit id={} {how} ead={} dead={} slot={} cause={}",
                     w.id(),
                     w.exited_after_disconnect(),
-                    w.is_dead()
+                    w.is_dead(),
+                    w.slot(),
+                    w.cause().map_or("none".to_string(), |c| c.to_string())
                 )
             }
+            Event::Hung(w, hang) => format!(
+                "EV hung id={} slot={} stuck_ms={} request={}",
+                w.id(),
+                w.slot(),
+                hang.stuck.as_millis(),
+                hang.request.as_deref().unwrap_or("-").replace(' ', "_")
+            ),
+            Event::Failed(f) => format!(
+                "EV failed slot={} crashes={} last={}",
+                f.slot, f.crashes, f.last
+            ),
             _ => format!("EV other {ev:?}"),
         };
         say(line);
@@ -329,7 +371,8 @@ fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
 
 /// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` (a comma-separated list serves them all)
 /// under any policy (hand-off included). Every response names the worker (`X-Herd-Worker`)
-/// and its pid (`X-Herd-Pid`); `/sleep?ms=N` blocks the worker's loop for N ms first.
+/// and its pid (`X-Herd-Pid`); `/sleep?ms=N` blocks the worker's loop for N ms first, `/spin`
+/// never returns, `/busy` keeps a thread busy for 4 s, `/leak?mb=N` leaks N MiB.
 fn serve_http(mut worker: herd::Worker) -> herd::Result<()> {
     let addrs = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
     let id = worker.id().to_string();
@@ -341,6 +384,30 @@ fn serve_http(mut worker: herd::Worker) -> herd::Result<()> {
     worker.serve(
         listeners,
         herd::Http::new(move |req: &herd::Request<'_>, res: &mut herd::Response| {
+            if req.path() == "/spin" {
+                // A handler that never returns: only the watchdog gets this worker back.
+                loop {
+                    std::hint::spin_loop();
+                }
+            }
+            if req.path() == "/busy" {
+                // Work on a thread of its own: the process is busy, its loop is not.
+                std::thread::spawn(|| {
+                    let until = std::time::Instant::now() + Duration::from_secs(4);
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                });
+            }
+            if req.path() == "/leak" {
+                let mb: usize = req
+                    .query()
+                    .and_then(|q| q.strip_prefix("mb="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                // Touched, so it is resident, and never freed.
+                std::mem::forget(vec![1u8; mb << 20]);
+            }
             if req.path() == "/sleep" {
                 let ms = req
                     .query()

@@ -29,9 +29,9 @@ fn bytes(b: u64) -> String {
     }
 }
 
-/// `crash/reload/scale/kill` counts.
+/// `crash/reload/scale/kill/hang/recycle` counts.
 fn restarts(r: &Value) -> String {
-    ["crash", "reload", "scale", "kill"]
+    ["crash", "reload", "scale", "kill", "hang", "recycle"]
         .iter()
         .map(|k| r[k].as_u64().unwrap_or(0).to_string())
         .collect::<Vec<_>>()
@@ -51,7 +51,7 @@ pub(crate) fn status(s: &Value) -> String {
         "conns",
         "memory",
         "cpu",
-        "restarts c/r/s/k",
+        "restarts c/r/s/k/h/y",
         "heartbeat",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -119,7 +119,7 @@ pub(crate) fn status(s: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "{} of {} workers, {} requests, {} open connections, restarts c/r/s/k {}, primary pid {}",
+        "{} of {} workers, {} requests, {} open connections, restarts c/r/s/k/h/y {}, primary pid {}",
         s["workers"].as_array().map_or(0, Vec::len),
         s["workers_target"],
         s["requests"],

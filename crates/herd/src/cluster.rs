@@ -13,7 +13,9 @@ use crate::control::SocketSetting;
 use crate::error::{Error, ErrorKind, Result};
 use crate::listen::{Listeners, Policy};
 use crate::primary::spawn::SpawnSettings;
-use crate::primary::{self, Backoff, Dispatch, Event, Line, PrimaryHandle};
+use crate::primary::{
+    self, Backoff, CrashLoop, Dispatch, Event, Line, OnCrashLoop, PrimaryHandle, Recycling,
+};
 use crate::worker::Worker;
 
 /// A cluster: how many workers, how they are started, how connections reach them, and what
@@ -50,6 +52,10 @@ pub struct Cluster {
     ready_timeout: Duration,
     reload_batch: usize,
     backoff: Backoff,
+    boot_timeout: Duration,
+    run_timeout: Duration,
+    recycling: Recycling,
+    crash_loop: CrashLoop,
     on_event: Option<primary::OnEvent>,
     dispatch: Option<Box<dyn Dispatch>>,
     cpus: Option<Vec<usize>>,
@@ -124,6 +130,14 @@ impl Cluster {
                 first: Duration::from_millis(100),
                 max: Duration::from_secs(15),
                 healthy_after: Duration::from_secs(60),
+            },
+            boot_timeout: Duration::from_secs(60),
+            run_timeout: Duration::from_secs(30),
+            recycling: Recycling::default(),
+            crash_loop: CrashLoop {
+                crashes: 5,
+                window: Duration::from_secs(60),
+                then: OnCrashLoop::Retry,
             },
             on_event: None,
             dispatch: None,
@@ -262,8 +276,10 @@ impl Cluster {
         self
     }
 
-    /// How long a reload waits for a new worker to be ready before it stops and keeps the
-    /// old workers. Default: 10 s.
+    /// How long a reload (or a recycle) waits for a new worker to be ready before it stops
+    /// and keeps the old workers. Also how long the cluster's first workers have to connect
+    /// to the primary: until one has, a worker that does not is taken as a program that is
+    /// not a herd program, and the cluster stops. Default: 10 s.
     pub fn ready_timeout(mut self, t: Duration) -> Self {
         self.ready_timeout = t;
         self
@@ -305,6 +321,74 @@ impl Cluster {
         self.control_socket = match path {
             Some(p) => SocketSetting::Path(p),
             None => SocketSetting::Off,
+        };
+        self
+    }
+
+    /// How long a worker may take from its start to ready (listening, or
+    /// [`Worker::ready`] under [`Cluster::wait_ready`]); one that takes longer is killed and
+    /// restarted like a crashed one. A worker that serves no socket calls
+    /// [`Worker::ready`] to say it started. Zero turns it off. Default: 60 s.
+    pub fn boot_timeout(mut self, t: Duration) -> Self {
+        self.boot_timeout = t;
+        self
+    }
+
+    /// The watchdog: how long a worker's event loop may go without turning (a handler that
+    /// never returns, a deadlock, a stopped process) before the worker counts as hung. A hung
+    /// worker is named in one warning with the request it was in, reported as
+    /// [`Event::Hung`], replaced in its slot at once (the slot's queued connections go to
+    /// the replacement) and killed: SIGABRT first (its default action dumps core; an
+    /// application may catch it to log its state), SIGKILL 2 s later. The primary samples
+    /// the workers' heartbeats about every second (a quarter of this when shorter), so a
+    /// hang is seen within this plus about a second. Workers that serve with a loop of their
+    /// own (not [`Worker::serve`]) send no heartbeat and are not watched. Zero turns it off.
+    /// Default: 30 s.
+    pub fn run_timeout(mut self, t: Duration) -> Self {
+        self.run_timeout = t;
+        self
+    }
+
+    /// Recycle a worker after it served `requests` requests plus a per-worker share of
+    /// `jitter` (gunicorn's `max_requests` and `max_requests_jitter`), so workers started
+    /// together do not leave together. A recycle starts a new worker in the slot, then
+    /// disconnects the old one once the new one is ready: the old one finishes its requests
+    /// and hands its idle keep-alive connections over. One slot at a time, never during a
+    /// reload. Counts come from the heartbeat page, so only workers serving with
+    /// [`Worker::serve`] over HTTP are counted. Default: off.
+    pub fn max_requests(mut self, requests: u64, jitter: u64) -> Self {
+        self.recycling.max_requests = (requests > 0).then_some((requests, jitter));
+        self
+    }
+
+    /// Recycle a worker (as [`Cluster::max_requests`] does) once it has run `lifetime` plus
+    /// a per-worker share of `jitter` (granian's `workers_lifetime`). Checked about every
+    /// second. Default: off.
+    pub fn max_lifetime(mut self, lifetime: Duration, jitter: Duration) -> Self {
+        self.recycling.max_lifetime = (!lifetime.is_zero()).then_some((lifetime, jitter));
+        self
+    }
+
+    /// Recycle a worker (as [`Cluster::max_requests`] does) once its resident memory
+    /// exceeds `bytes` (PM2's `max_memory_restart`), read from /proc about every second.
+    /// Default: off.
+    pub fn max_rss(mut self, bytes: u64) -> Self {
+        self.recycling.max_rss = (bytes > 0).then_some(bytes);
+        self
+    }
+
+    /// A slot whose workers fail `crashes` times within `window` (crashes, hangs, boots
+    /// that time out) is reported as crash-looping: one error line naming the slot, how
+    /// often and the last exit, and [`Event::Failed`]; then `then` decides: keep restarting
+    /// with the capped backoff, or stop the cluster with an error (a non-zero exit for
+    /// systemd or Kubernetes to act on). A worker living the backoff's `healthy_after`
+    /// clears it. Zero `crashes` turns it off. Default: 5 crashes within 60 s,
+    /// [`OnCrashLoop::Retry`].
+    pub fn crash_loop(mut self, crashes: u32, window: Duration, then: OnCrashLoop) -> Self {
+        self.crash_loop = CrashLoop {
+            crashes,
+            window,
+            then,
         };
         self
     }
@@ -415,14 +499,9 @@ impl Cluster {
             board.clone(),
         )?;
         let cfg = primary::Config {
-            workers,
+            settings: self.settings(&spawn),
             spawn,
             listeners,
-            shutdown_timeout: self.shutdown_timeout,
-            wait_ready: self.wait_ready,
-            ready_timeout: self.ready_timeout,
-            reload_batch: self.reload_batch,
-            backoff: self.backoff,
             dispatch: self.dispatch.take(),
             allowed: primary::Allowed::new(self.allowed_addrs()?),
             board,
@@ -430,6 +509,25 @@ impl Cluster {
         let result = primary::Primary::new(cfg, poll, rx, handle, self.on_event.take())?.run();
         drop(control);
         result
+    }
+
+    fn settings(&self, spawn: &SpawnSettings) -> primary::Settings {
+        primary::Settings {
+            workers: match self.workers {
+                0 => one_per_cpu(),
+                n => n,
+            },
+            exec: spawn.exec.display().to_string(),
+            wait_ready: self.wait_ready,
+            ready_timeout: self.ready_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            reload_batch: self.reload_batch,
+            backoff: self.backoff,
+            boot_timeout: self.boot_timeout,
+            run_timeout: self.run_timeout,
+            recycling: self.recycling,
+            crash_loop: self.crash_loop,
+        }
     }
 
     /// [`Cluster::listen_on`]'s addresses, parsed.
@@ -497,6 +595,7 @@ impl Cluster {
             drain: self.shutdown_timeout,
             report_load: self.dispatch.as_ref().is_some_and(|d| d.wants_load()),
             metrics_every: self.worker_metrics,
+            beat_every: primary::beat_every(self.run_timeout),
         })
     }
 }

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Start,
     /// The cluster stopped, but not cleanly (workers had to be killed).
     Shutdown,
+    /// A slot crash-looped and [`OnCrashLoop::Stop`](crate::OnCrashLoop::Stop) stopped the
+    /// cluster.
+    CrashLoop,
 }
 
 /// herd's error: a kind and a sentence that says what happened.

@@ -25,6 +25,7 @@ mod cluster;
 pub mod control;
 mod error;
 pub mod event_loop;
+mod heartbeat;
 pub mod http;
 mod ipc;
 #[cfg(feature = "serde")]
@@ -43,6 +44,9 @@ pub use http::{Handler, Http, Request, Response};
 pub use json::from_json;
 pub use listen::{current_cpu, Policy, Steering};
 pub use metrics::RestartReason;
-pub use primary::{Dispatch, DispatchCtx, Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
+pub use primary::{
+    Cause, Dispatch, DispatchCtx, Event, Exit, Hang, OnCrashLoop, PrimaryHandle, Restarts,
+    SlotFailure, WorkerHandle, WorkerState,
+};
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
 pub use worker::{IntoListener, Listener, Worker, WorkerEvent, WorkerSender};

@@ -14,6 +14,8 @@ pub(crate) const ENV_DRAIN_MS: &str = "HERD_DRAIN_MS";
 pub(crate) const ENV_REPORT_LOAD: &str = "HERD_REPORT_LOAD";
 pub(crate) const ENV_CPU: &str = "HERD_WORKER_CPU";
 pub(crate) const ENV_METRICS_MS: &str = "HERD_METRICS_MS";
+pub(crate) const ENV_HEARTBEAT_FD: &str = "HERD_HEARTBEAT_FD";
+pub(crate) const ENV_BEAT_MS: &str = "HERD_BEAT_MS";
 
 /// What the primary told this worker through its environment.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub(crate) struct WorkerEnv {
     pub cpu: Option<usize>,
     /// How often the event loop ships its metric counters; `None`: it does not count.
     pub metrics_every: Option<Duration>,
+    /// The heartbeat page's fd, and how often an idle loop beats.
+    pub heartbeat: Option<(i32, Duration)>,
 }
 
 static ROLE: OnceLock<Option<WorkerEnv>> = OnceLock::new();
@@ -48,6 +52,10 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             metrics_every: get(ENV_METRICS_MS)
                 .filter(|&ms| ms > 0)
                 .map(Duration::from_millis),
+            heartbeat: get(ENV_HEARTBEAT_FD).map(|fd| {
+                let ms = get(ENV_BEAT_MS).unwrap_or(1000);
+                (fd as i32, Duration::from_millis(ms))
+            }),
         };
         for k in [
             ENV_ID,
@@ -58,6 +66,8 @@ pub(crate) fn worker_env() -> Option<&'static WorkerEnv> {
             ENV_REPORT_LOAD,
             ENV_CPU,
             ENV_METRICS_MS,
+            ENV_HEARTBEAT_FD,
+            ENV_BEAT_MS,
         ] {
             std::env::remove_var(k);
         }

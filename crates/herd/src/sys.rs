@@ -38,6 +38,13 @@ pub(crate) fn child_setup(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
+/// In a freshly forked child: clear close-on-exec on `fd`, so the program exec'd next has
+/// it. Async-signal-safe.
+pub(crate) fn keep_across_exec(fd: RawFd) -> io::Result<()> {
+    // fcntl(F_SETFD, 0) takes no pointer; fd is the child's copy.
+    syscall!(fcntl(fd, libc::F_SETFD, 0)).map(drop)
+}
+
 /// Sets close-on-exec on a descriptor this process owns.
 pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
     // fcntl(F_SETFD, FD_CLOEXEC) takes no pointer.

@@ -57,5 +57,11 @@ pub fn run<P: Protocol>(
     config: &Config,
     hooks: &mut dyn Hooks,
 ) -> io::Result<()> {
-    reactor::Reactor::new(listeners, protocol, config)?.run(hooks)
+    let reactor = reactor::Reactor::new(listeners, protocol, config)?;
+    // Watched from now on (before the loop says it serves).
+    crate::heartbeat::beat(std::time::Instant::now());
+    let served = reactor.run(hooks);
+    // No loop turns any more: the watchdog stops watching this process.
+    crate::heartbeat::rest();
+    served
 }

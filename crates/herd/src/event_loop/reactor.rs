@@ -124,6 +124,8 @@ impl<P: Protocol> Reactor<P> {
             } else {
                 Some(std::time::Duration::ZERO)
             };
+            // An idle loop still turns now and then: its heartbeat says it is not hung.
+            let timeout = crate::heartbeat::cap(timeout);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -131,6 +133,7 @@ impl<P: Protocol> Reactor<P> {
             }
             let now = Instant::now();
             let busy = std::mem::take(&mut self.busy);
+            crate::heartbeat::beat(now);
             for event in &events {
                 let token = event.token();
                 if token == HOOKS {

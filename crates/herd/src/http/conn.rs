@@ -207,7 +207,10 @@ impl<H: Handler> Conn<H> {
         };
         let res = &mut self.response;
         let handler = &self.handler;
+        // What the watchdog names if this handler never returns (a few stores, no syscall).
+        crate::heartbeat::enter(head.method, head.target, now);
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
+        crate::heartbeat::leave();
         let deferred = res.deferred.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
             self.waiting = Some(Waiting {

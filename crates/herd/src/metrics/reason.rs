@@ -1,5 +1,7 @@
 //! Why a worker left: the label of `herd_restarts_total` and of `herd status`'s restart
-//! columns. One place, so the supervisor's own reasons can replace the inference below.
+//! columns, from the supervisor's [`Cause`].
+
+use crate::primary::Cause;
 
 /// Why a worker process ended (and, unless the cluster stops or the slot goes, was
 /// replaced).
@@ -13,61 +15,74 @@ pub enum RestartReason {
     Scale,
     /// Someone asked through a handle or the control socket (`herd kill`, `disconnect`).
     Kill,
+    /// The watchdog found it hung (its loop stopped turning, or it never became ready).
+    Hang,
+    /// It reached a recycling limit (requests, lifetime, memory).
+    Recycle,
     /// The cluster stopped.
     Stop,
 }
 
 impl RestartReason {
     /// Every reason, in label order.
-    pub const ALL: [RestartReason; 5] = [
+    pub const ALL: [RestartReason; 7] = [
         RestartReason::Crash,
         RestartReason::Reload,
         RestartReason::Scale,
         RestartReason::Kill,
+        RestartReason::Hang,
+        RestartReason::Recycle,
         RestartReason::Stop,
     ];
 
-    /// The label: `crash`, `reload`, `scale`, `kill`, `stop`.
+    /// The label: `crash`, `reload`, `scale`, `kill`, `hang`, `recycle`, `stop`.
     pub fn as_str(self) -> &'static str {
         match self {
             RestartReason::Crash => "crash",
             RestartReason::Reload => "reload",
             RestartReason::Scale => "scale",
             RestartReason::Kill => "kill",
+            RestartReason::Hang => "hang",
+            RestartReason::Recycle => "recycle",
             RestartReason::Stop => "stop",
         }
     }
+}
 
-    /// What a worker's exit means, from what the primary knew when it exited: whether it
-    /// had been asked to leave, whether the cluster was stopping, whether its slot was being
-    /// removed, and whether another worker had already taken its slot (a reload).
-    pub(crate) fn infer(asked: bool, stopping: bool, removing: bool, replaced: bool) -> Self {
-        match () {
-            _ if !asked => RestartReason::Crash,
-            _ if stopping => RestartReason::Stop,
-            _ if removing => RestartReason::Scale,
-            _ if replaced => RestartReason::Reload,
-            _ => RestartReason::Kill,
+impl From<Cause> for RestartReason {
+    fn from(c: Cause) -> RestartReason {
+        match c {
+            Cause::Crash => RestartReason::Crash,
+            Cause::Hang => RestartReason::Hang,
+            Cause::Recycle => RestartReason::Recycle,
+            Cause::Reload => RestartReason::Reload,
+            Cause::Scale => RestartReason::Scale,
+            Cause::Stop => RestartReason::Stop,
+            Cause::User => RestartReason::Kill,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::RestartReason::{self, *};
+    use super::*;
 
     #[test]
-    fn reasons_by_circumstance() {
+    fn every_cause_has_its_reason_and_the_labels_follow_the_order() {
         let table = [
-            ((false, false, false, false), Crash),
-            ((false, true, true, true), Crash),
-            ((true, true, false, false), Stop),
-            ((true, false, true, false), Scale),
-            ((true, false, false, true), Reload),
-            ((true, false, false, false), Kill),
+            (Cause::Crash, "crash"),
+            (Cause::Hang, "hang"),
+            (Cause::Recycle, "recycle"),
+            (Cause::Reload, "reload"),
+            (Cause::Scale, "scale"),
+            (Cause::Stop, "stop"),
+            (Cause::User, "kill"),
         ];
-        for ((a, s, r, p), want) in table {
-            assert_eq!(RestartReason::infer(a, s, r, p), want, "{a} {s} {r} {p}");
+        for (cause, label) in table {
+            assert_eq!(RestartReason::from(cause).as_str(), label, "{cause:?}");
+        }
+        for (i, r) in RestartReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in declaration order: {r:?}");
         }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -58,6 +59,125 @@ impl fmt::Display for Exit {
     }
 }
 
+/// Why a worker left, or was replaced ([`WorkerHandle::cause`], [`WorkerHandle::restarts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// It ended without being asked to (a crash, an exit of its own).
+    Crash,
+    /// Its loop stopped turning (the run timeout), or it never became ready (the boot
+    /// timeout): it was killed.
+    Hang,
+    /// It reached a recycling limit (requests, lifetime, memory) or
+    /// [`WorkerHandle::recycle`] was called: replaced, new before old.
+    Recycle,
+    /// A rolling reload replaced it.
+    Reload,
+    /// A scale-down removed its slot.
+    Scale,
+    /// The cluster stopped.
+    Stop,
+    /// The application asked ([`WorkerHandle::disconnect`], [`WorkerHandle::kill`]).
+    User,
+}
+
+impl Cause {
+    fn to_u8(self) -> u8 {
+        match self {
+            Cause::Crash => 1,
+            Cause::Hang => 2,
+            Cause::Recycle => 3,
+            Cause::Reload => 4,
+            Cause::Scale => 5,
+            Cause::Stop => 6,
+            Cause::User => 7,
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Cause> {
+        Some(match v {
+            1 => Cause::Crash,
+            2 => Cause::Hang,
+            3 => Cause::Recycle,
+            4 => Cause::Reload,
+            5 => Cause::Scale,
+            6 => Cause::Stop,
+            7 => Cause::User,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cause::Crash => "crash",
+            Cause::Hang => "hang",
+            Cause::Recycle => "recycle",
+            Cause::Reload => "reload",
+            Cause::Scale => "scale",
+            Cause::Stop => "stop",
+            Cause::User => "user",
+        })
+    }
+}
+
+/// How often a slot's worker was replaced, by cause, up to the start of a worker
+/// ([`WorkerHandle::restarts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restarts {
+    /// After a crash.
+    pub crash: u32,
+    /// After a hang (run or boot timeout).
+    pub hang: u32,
+    /// By recycling.
+    pub recycle: u32,
+    /// By a rolling reload.
+    pub reload: u32,
+}
+
+impl Restarts {
+    /// The sum over every cause.
+    pub fn total(&self) -> u32 {
+        self.crash + self.hang + self.recycle + self.reload
+    }
+
+    pub(crate) fn count(&mut self, cause: Cause) {
+        match cause {
+            Cause::Crash => self.crash += 1,
+            Cause::Hang => self.hang += 1,
+            Cause::Recycle => self.recycle += 1,
+            Cause::Reload => self.reload += 1,
+            Cause::Scale | Cause::Stop | Cause::User => {}
+        }
+    }
+}
+
+/// What [`Event::Hung`] says about a hung worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Hang {
+    /// How long its loop had not turned.
+    pub stuck: Duration,
+    /// The request it was in (`METHOD target`, the target cut at 200 bytes), if any.
+    pub request: Option<String>,
+}
+
+/// What [`Event::Failed`] says about a crash-looping slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotFailure {
+    /// The slot (0-based).
+    pub slot: usize,
+    /// Failures counted within the window.
+    pub crashes: u32,
+    /// The time from the first to the last of them.
+    pub within: Duration,
+    /// How the last one ended.
+    pub last: Exit,
+}
+
 /// A request from a handle to the primary's loop.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -65,6 +185,7 @@ pub(crate) enum Command {
     Broadcast(Vec<u8>),
     Disconnect(u32),
     Kill(u32, i32),
+    Recycle(u32),
     Reload,
     Scale(usize),
     Stop,
@@ -108,8 +229,10 @@ pub(crate) struct Shared {
     pub id: u32,
     pub slot: usize,
     pub pid: u32,
+    restarts: Restarts,
     state: AtomicU8,
     after_disconnect: AtomicBool,
+    cause: AtomicU8,
     line: Line,
 }
 
@@ -130,13 +253,21 @@ impl fmt::Debug for WorkerHandle {
 }
 
 impl WorkerHandle {
-    pub(crate) fn new(id: u32, slot: usize, pid: u32, line: Line) -> WorkerHandle {
+    pub(crate) fn new(
+        id: u32,
+        slot: usize,
+        pid: u32,
+        restarts: Restarts,
+        line: Line,
+    ) -> WorkerHandle {
         WorkerHandle(Arc::new(Shared {
             id,
             slot,
             pid,
+            restarts,
             state: AtomicU8::new(0),
             after_disconnect: AtomicBool::new(false),
+            cause: AtomicU8::new(0),
             line,
         }))
     }
@@ -183,6 +314,33 @@ impl WorkerHandle {
 
     pub(crate) fn mark_asked_to_leave(&self) {
         self.0.after_disconnect.store(true, Ordering::Release);
+    }
+
+    /// Why the worker left or is leaving: `None` while it serves and nobody asked it to
+    /// go; [`Cause::Crash`] once it ended on its own.
+    pub fn cause(&self) -> Option<Cause> {
+        Cause::from_u8(self.0.cause.load(Ordering::Acquire))
+    }
+
+    /// Records why the worker leaves (the first cause stays).
+    pub(crate) fn set_cause(&self, cause: Cause) {
+        let _ =
+            self.0
+                .cause
+                .compare_exchange(0, cause.to_u8(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// How often this worker's slot had its worker replaced, by cause, up to this worker's
+    /// start (this worker's own start included: a worker started after a crash counts it).
+    pub fn restarts(&self) -> Restarts {
+        self.0.restarts
+    }
+
+    /// Replaces the worker new before old (as a recycling limit does): a new worker starts
+    /// in its slot, and this one is disconnected once the new one is ready. Ignored while a
+    /// reload, another recycle or a stop is in progress.
+    pub fn recycle(&self) {
+        let _ = self.0.line.push(Command::Recycle(self.id()));
     }
 
     /// Sends a message to the worker.
@@ -275,6 +433,11 @@ pub enum Event {
     Message(WorkerHandle, Vec<u8>),
     /// The worker's IPC channel closed.
     Disconnect(WorkerHandle),
-    /// The worker process ended.
+    /// The worker process ended ([`WorkerHandle::cause`] says why).
     Exit(WorkerHandle, Exit),
+    /// The worker's loop has not turned for the run timeout: a replacement is starting in
+    /// its slot and the worker is being killed.
+    Hung(WorkerHandle, Hang),
+    /// A slot crash-looped (see [`Cluster::crash_loop`](crate::Cluster::crash_loop)).
+    Failed(SlotFailure),
 }

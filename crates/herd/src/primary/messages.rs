@@ -11,7 +11,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::dispatch::HandOff;
-use super::{Dispatch, DispatchCtx, Event, Live, Primary, WorkerState, TOKEN_BASE};
+use super::{Dispatch, DispatchCtx, Event, Input, Live, Primary, WorkerState, TOKEN_BASE};
 use crate::ipc::{Received, ToPrimary, ToWorker};
 
 impl Primary {
@@ -116,21 +116,17 @@ impl Primary {
         let h = live.handle.clone();
         match msg {
             ToPrimary::Online => {
-                live.online = true;
-                self.connected_once = true;
                 h.set_state(WorkerState::Online);
                 tracing::info!(worker = id, pid = h.pid(), "worker online");
                 self.emit(Event::Online(h));
+                self.feed(Input::Online(id));
             }
             ToPrimary::Listen { req, addr } => self.on_listen(id, h.slot(), req, &addr),
             ToPrimary::Listening { addr } => {
                 self.cfg.allowed.stop_learning();
-                if !std::mem::replace(&mut live.listened, true) {
+                if !self.sup.listened(id) {
                     self.with_dispatch(|d, ctx| d.worker_up(id, ctx));
                 }
-                let Some(live) = self.live.get_mut(&id) else {
-                    return;
-                };
                 h.set_state(WorkerState::Listening);
                 let addr: SocketAddr = match addr.parse() {
                     Ok(a) => a,
@@ -138,19 +134,12 @@ impl Primary {
                 };
                 tracing::info!(worker = id, pid = h.pid(), %addr, "worker listening");
                 self.cfg.board.listening(addr);
-                let became_ready = !self.cfg.wait_ready && !live.ready;
-                live.ready |= became_ready;
                 self.emit(Event::Listening(h, addr));
-                if became_ready {
-                    self.on_ready(id);
-                }
+                self.feed(Input::Listening(id));
             }
             ToPrimary::Ready => {
-                if !live.ready {
-                    live.ready = true;
-                    tracing::info!(worker = id, pid = h.pid(), "worker ready");
-                    self.on_ready(id);
-                }
+                tracing::info!(worker = id, pid = h.pid(), "worker ready");
+                self.feed(Input::Ready(id));
             }
             ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
             ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
@@ -167,13 +156,7 @@ impl Primary {
     pub(super) fn adopters(&self, from: u32) -> impl Iterator<Item = u32> + '_ {
         self.live
             .iter()
-            .filter(move |(id, l)| {
-                **id != from
-                    && l.listened
-                    && l.ready
-                    && l.channel.is_some()
-                    && !l.handle.exited_after_disconnect()
-            })
+            .filter(move |(id, l)| **id != from && self.sup.serving(**id) && l.channel.is_some())
             .map(|(id, _)| *id)
     }
 
@@ -185,8 +168,7 @@ impl Primary {
         let successor = self
             .live
             .get(&from)
-            .and_then(|l| self.slots.get(&l.handle.slot()))
-            .and_then(|s| s.current);
+            .and_then(|l| self.sup.current(l.handle.slot()));
         let mut takers: Vec<u32> = self.adopters(from).collect();
         if let Some(s) = successor.filter(|s| takers.contains(s)) {
             takers = vec![s];
@@ -227,7 +209,7 @@ impl Primary {
             l.listen_requests
         });
         let parsed = match addr.parse::<SocketAddr>() {
-            Ok(a) if self.stop.is_some() => Err(crate::listen::ListenError {
+            Ok(a) if self.sup.stopping() => Err(crate::listen::ListenError {
                 errno: libc::ESHUTDOWN,
                 text: format!("refused to listen on {a}: the cluster is stopping"),
             }),
@@ -276,9 +258,7 @@ impl Primary {
     /// exits without ever listening stops the cluster with this reason).
     pub(super) fn listen_failed(&mut self, id: u32, req: u32, e: crate::listen::ListenError) {
         tracing::warn!(worker = id, "{}", e.text);
-        if let Some(live) = self.live.get_mut(&id) {
-            live.listen_error = Some(e.text.clone());
-        }
+        self.feed(Input::ListenFailed(id, e.text.clone()));
         let msg = ToWorker::ListenErr {
             req,
             errno: e.errno,

@@ -1,29 +1,24 @@
 //! The primary: starts, watches, restarts, reloads and stops worker processes.
 //!
-//! One mio loop serves signals (through signal-hook's self-pipe), commands from
-//! [`PrimaryHandle`]s (crossbeam channel + mio Waker) and every worker's IPC socket. Timers
-//! (restart backoff, kill deadlines, reload deadlines, the shutdown deadline) set the poll
-//! timeout.
+//! The decisions are the [`supervisor`]'s, a core without I/O: this file only polls, spawns,
+//! reaps, samples the workers' heartbeat pages and applies what the supervisor answers. One
+//! mio loop serves signals (through signal-hook's self-pipe), commands from
+//! [`PrimaryHandle`]s (crossbeam channel + mio Waker) and every worker's IPC socket; the
+//! supervisor's next deadline and the health-sampling period set the poll timeout.
 //!
-//! This file holds the loop, starting and reaping workers, and restart supervision; the
-//! rest is by concern: `messages` (each worker's IPC channel, queryServer, hand-off
-//! plumbing), `reload`, `scale`, `stop`, `slots`, `spawn`, `backoff`, `dispatch` (the hook
-//! for hand-off policies) and `handle` (what the user holds).
+//! Around it: `messages` (each worker's IPC channel, queryServer, hand-off plumbing),
+//! `spawn`, `dispatch` (the hook for hand-off policies) and `handle` (what the user holds).
 
 mod allow;
-mod backoff;
 mod dispatch;
 mod handle;
 mod messages;
-mod reload;
-mod scale;
-mod slots;
 pub(crate) mod spawn;
-mod startup;
-mod stop;
+mod supervisor;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
@@ -37,16 +32,20 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
 
 pub(crate) use allow::Allowed;
-pub(crate) use backoff::Backoff;
 use dispatch::DISPATCH_BASE;
 pub(crate) use dispatch::MAX_FDS_PER_FRAME;
 pub use dispatch::{Dispatch, DispatchCtx};
+pub use handle::{
+    Cause, Event, Exit, Hang, PrimaryHandle, Restarts, SlotFailure, WorkerHandle, WorkerState,
+};
 pub(crate) use handle::{Command, Line};
-pub use handle::{Event, Exit, PrimaryHandle, WorkerHandle, WorkerState};
-use slots::Slot;
 use spawn::SpawnSettings;
+pub use supervisor::OnCrashLoop;
+use supervisor::{Action, Health, Input, Level, Notice, Supervisor};
+pub(crate) use supervisor::{Backoff, CrashLoop, Recycling, Settings};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+use crate::heartbeat;
 use crate::ipc::{Channel, ToWorker};
 use crate::listen::Listeners;
 use crate::metrics::{Board, RestartReason};
@@ -61,89 +60,66 @@ pub(crate) type OnEvent = Box<dyn FnMut(&Event, &PrimaryHandle)>;
 
 /// Everything the loop needs, gathered by [`crate::Cluster`].
 pub(crate) struct Config {
-    pub workers: usize,
+    pub settings: Settings,
     pub spawn: SpawnSettings,
     pub listeners: Listeners,
+    pub dispatch: Option<Box<dyn Dispatch>>,
     /// The addresses workers may listen on.
     pub allowed: Allowed,
-    pub shutdown_timeout: Duration,
-    pub wait_ready: bool,
-    pub ready_timeout: Duration,
-    pub reload_batch: usize,
-    pub backoff: Backoff,
-    pub dispatch: Option<Box<dyn Dispatch>>,
     /// What the control socket and `/metrics` read (see [`crate::metrics::board`]).
     pub board: Arc<Board>,
 }
 
-/// A worker process the primary is responsible for.
+/// A worker process the primary is responsible for (the I/O side: the supervisor keeps
+/// the rest).
 struct Live {
     handle: WorkerHandle,
     child: Child,
     channel: Option<Channel>,
     queued: bool,
-    started: Instant,
-    ready: bool,
-    listened: bool,
-    /// The worker connected its IPC channel (sent Online).
-    online: bool,
-    listen_error: Option<String>,
+    /// Its heartbeat page.
+    page: heartbeat::Page,
     /// Listen requests made so far (bounded: see `allow`).
     listen_requests: u32,
     /// The addresses it was given listeners for (as requested).
     asked: Vec<std::net::SocketAddr>,
-    kill_at: Option<Instant>,
-    /// SIGKILL was sent (a zombie not reaped yet still accepts another one: count it once).
+    /// SIGKILL was sent (a zombie not reaped yet still takes another one).
     killed: bool,
-}
-
-impl Live {
-    /// SIGKILLs the worker; true the first time only.
-    fn sigkill(&mut self) -> bool {
-        self.handle.mark_asked_to_leave();
-        self.kill_at = None;
-        let first = !self.killed;
-        self.killed = true;
-        self.child.kill().is_ok() && first
-    }
-}
-
-/// A rolling reload in progress.
-struct Reload {
-    queue: VecDeque<usize>,
-    /// (slot, new worker id, ready deadline)
-    active: Vec<(usize, u32, Instant)>,
-    again: bool,
-}
-
-/// The graceful stop in progress.
-struct Stop {
-    deadline: Instant,
-    killed: usize,
-    forced: bool,
 }
 
 pub(crate) struct Primary {
     cfg: Config,
+    sup: Supervisor,
     poll: Poll,
     signals: Signals,
     commands: Receiver<Command>,
     handle: PrimaryHandle,
     on_event: Option<OnEvent>,
     live: HashMap<u32, Live>,
-    slots: BTreeMap<usize, Slot>,
-    next_id: u32,
-    reload: Option<Reload>,
-    stop: Option<Stop>,
-    fatal: Option<Error>,
     /// Turns over the workers that adopt given-back connections when no successor is there.
     adopt_turn: usize,
     /// SIGCHLD arrived since the last reap: some worker may have exited.
     child_exited: bool,
-    /// The initial workers were started: a failed start is no longer fatal.
-    started: bool,
-    /// Some worker connected once: the program is a herd program (see `startup`).
-    connected_once: bool,
+    /// When the workers' heartbeat pages are next sampled.
+    next_health: Option<Instant>,
+    /// How the cluster ended, once the supervisor said.
+    exit: Option<Option<Error>>,
+}
+
+/// How often the heartbeat pages are sampled (and so, at most, how late a hang is seen
+/// after the run timeout).
+fn health_every(s: &Settings) -> Duration {
+    beat_every(s.run_timeout)
+}
+
+/// How often a worker's idle loop turns, so that its heartbeat stays fresh: about every
+/// second, a quarter of a shorter run timeout.
+pub(crate) fn beat_every(run_timeout: Duration) -> Duration {
+    let mut every = Duration::from_secs(1);
+    if !run_timeout.is_zero() {
+        every = every.min(run_timeout / 4);
+    }
+    every.max(Duration::from_millis(20))
 }
 
 impl Primary {
@@ -159,23 +135,20 @@ impl Primary {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Error::io("cannot register signals", e))?;
+        let sup = Supervisor::new(cfg.settings.clone());
         Ok(Primary {
             cfg,
+            sup,
             poll,
             signals,
             commands,
             handle,
             on_event,
             live: HashMap::new(),
-            slots: BTreeMap::new(),
-            next_id: 1,
-            reload: None,
-            stop: None,
-            fatal: None,
             adopt_turn: 0,
             child_exited: false,
-            started: false,
-            connected_once: false,
+            next_health: None,
+            exit: None,
         })
     }
 
@@ -183,19 +156,22 @@ impl Primary {
     pub(crate) fn run(mut self) -> Result<()> {
         tracing::info!(
             pid = std::process::id(),
-            workers = self.cfg.workers,
+            workers = self.cfg.settings.workers,
             "primary started"
         );
-        for _ in 0..self.cfg.workers {
-            let slot = self.free_slot();
-            self.slots.insert(slot, Slot::default());
-            self.start(slot, false);
+        self.feed(Input::Start);
+        if self.sup.wants_health() {
+            self.next_health = Some(Instant::now() + health_every(&self.cfg.settings));
         }
-        self.started = true;
         let mut events = Events::with_capacity(256);
-        loop {
+        while self.exit.is_none() {
             let timeout = self
-                .next_timer()
+                .sup
+                .deadline()
+                .into_iter()
+                .chain(self.next_health)
+                .chain(self.cfg.dispatch.as_ref().and_then(|d| d.deadline()))
+                .min()
                 .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -221,38 +197,96 @@ impl Primary {
                 }
             }
             self.reap();
-            self.on_timers();
-            if let Some(e) = &self.fatal {
-                if self.stop.is_none() {
-                    tracing::error!("{e}; stopping");
-                    self.begin_stop();
-                }
+            let now = Instant::now();
+            if self.sup.deadline().is_some_and(|t| t <= now) {
+                self.feed(Input::Timer);
             }
-            if self.stop.is_some() && self.live.is_empty() {
-                break;
+            if self.next_health.is_some_and(|t| t <= now) {
+                self.sample_health();
+                self.next_health = Some(now + health_every(&self.cfg.settings));
+            }
+            if self
+                .cfg
+                .dispatch
+                .as_ref()
+                .and_then(|d| d.deadline())
+                .is_some_and(|t| t <= now)
+            {
+                self.with_dispatch(|d, ctx| d.timer(ctx));
             }
         }
         self.cfg.board.stopped();
-        let stop = self.stop.take().expect("the loop ends only when stopping");
-        if let Some(e) = self.fatal.take() {
-            return Err(e);
+        match self.exit.take().flatten() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if stop.killed > 0 {
-            let why = if stop.forced {
-                "a second signal"
-            } else {
-                "the shutdown timeout"
+    }
+
+    /// Tells the supervisor `input` and applies what it answers (a spawn's outcome is told
+    /// back at once).
+    fn feed(&mut self, input: Input) {
+        let mut todo: VecDeque<Action> = self.sup.handle(input, Instant::now()).into();
+        while let Some(action) = todo.pop_front() {
+            let more = match action {
+                Action::Spawn { id, slot, restarts } => {
+                    let outcome = match self.start(id, slot, restarts) {
+                        Ok(pid) => Input::Forked { id, pid },
+                        Err(e) => Input::SpawnFailed {
+                            id,
+                            error: e.to_string(),
+                        },
+                    };
+                    self.sup.handle(outcome, Instant::now())
+                }
+                Action::Disconnect { id, cause } => {
+                    self.disconnect(id, cause);
+                    continue;
+                }
+                Action::Kill { id, signal, cause } => {
+                    self.kill(id, signal, cause);
+                    continue;
+                }
+                Action::Notify(n) => {
+                    self.notify(n);
+                    continue;
+                }
+                Action::Log(level, line) => {
+                    match level {
+                        Level::Info => tracing::info!("{line}"),
+                        Level::Warn => crate::log::warn(format_args!("{line}")),
+                        Level::Error => crate::log::error(format_args!("{line}")),
+                        Level::Returned => tracing::error!("{line}"),
+                    }
+                    continue;
+                }
+                Action::RemoveSlot(n) => {
+                    self.cfg.listeners.begin_remove_slot(n);
+                    continue;
+                }
+                Action::SlotRemoved(n) => {
+                    self.slot_removed(n);
+                    self.cfg.board.slot_removed(n);
+                    continue;
+                }
+                Action::StopListening => {
+                    // New connections are refused once the queues are taken: the workers
+                    // accept what is queued on their listeners, then close them.
+                    self.cfg.listeners.close_all();
+                    self.with_dispatch(|d, ctx| d.stop(ctx));
+                    continue;
+                }
+                Action::Reloaded => {
+                    self.close_unused_listeners();
+                    self.cfg.board.reload_finished(Ok(()));
+                    continue;
+                }
+                Action::Exit(fatal) => {
+                    self.exit = Some(fatal.map(Error::from));
+                    continue;
+                }
             };
-            return Err(Error::new(
-                ErrorKind::Shutdown,
-                format!(
-                    "stopped after {why}: {} worker(s) had to be killed",
-                    stop.killed
-                ),
-            ));
+            todo.extend(more);
         }
-        tracing::info!("primary stopped: all workers exited cleanly");
-        Ok(())
     }
 
     fn emit(&mut self, event: Event) {
@@ -261,10 +295,36 @@ impl Primary {
         }
     }
 
-    fn free_slot(&self) -> usize {
-        (0..)
-            .find(|s| !self.slots.contains_key(s))
-            .expect("a free slot")
+    fn notify(&mut self, n: Notice) {
+        match n {
+            Notice::Hung { id, stuck, doing } => {
+                if let Some(h) = self.live.get(&id).map(|l| l.handle.clone()) {
+                    self.emit(Event::Hung(
+                        h,
+                        Hang {
+                            stuck,
+                            request: doing,
+                        },
+                    ));
+                }
+            }
+            Notice::Failed {
+                slot,
+                crashes,
+                within,
+                last,
+            } => self.emit(Event::Failed(SlotFailure {
+                slot,
+                crashes,
+                within,
+                last,
+            })),
+            Notice::ReloadStarted => self.cfg.board.reload_started(),
+            Notice::ReloadFailed(why) => self.cfg.board.reload_finished(Err(why)),
+            Notice::ReloadRefused(why) => self.cfg.board.reload_refused(&why),
+            Notice::Target(n) => self.cfg.board.target(n),
+            Notice::SlotDown { slot, why } => self.cfg.board.slot_down(slot, Some(why)),
+        }
     }
 
     fn publish(&self) {
@@ -275,43 +335,35 @@ impl Primary {
         }
     }
 
-    /// Starts a worker in `slot`, as the slot's current worker or (`incoming`) as the
-    /// replacement a reload waits for. Returns its id.
-    fn start(&mut self, slot: usize, incoming: bool) -> Option<u32> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let started = UnixStream::pair().and_then(|(ours, theirs)| {
-            let cpu = self.cfg.listeners.cpu_for(slot);
-            let mut child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs)?;
-            drop(theirs);
-            let registered = Channel::new(ours, self.cfg.spawn.max_message).and_then(|channel| {
-                self.poll.registry().register(
-                    &mut SourceFd(&channel.raw_fd()),
-                    Token(id as usize + TOKEN_BASE),
-                    Interest::READABLE,
-                )?;
-                Ok(channel)
-            });
-            match registered {
-                Ok(channel) => Ok((child, channel)),
-                Err(e) => {
-                    // Started but unreachable: do not leave it running or unreaped.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(e)
-                }
-            }
+    /// Starts worker `id` in `slot`; returns its pid.
+    fn start(&mut self, id: u32, slot: usize, restarts: Restarts) -> io::Result<u32> {
+        let mut page = heartbeat::Page::create()?;
+        let (ours, theirs) = UnixStream::pair()?;
+        let cpu = self.cfg.listeners.cpu_for(slot);
+        let beat = page.fd().expect("a fresh page has its fd");
+        let mut child = spawn::spawn(&self.cfg.spawn, id, slot, cpu, &theirs, beat)?;
+        drop(theirs);
+        page.forget_fd();
+        let registered = Channel::new(ours, self.cfg.spawn.max_message).and_then(|channel| {
+            self.poll.registry().register(
+                &mut SourceFd(&channel.raw_fd()),
+                Token(id as usize + TOKEN_BASE),
+                Interest::READABLE,
+            )?;
+            Ok(channel)
         });
-        let (child, channel) = match started {
-            Ok(x) => x,
+        let channel = match registered {
+            Ok(channel) => channel,
             Err(e) => {
-                self.start_failed(slot, incoming, e);
-                return None;
+                // Started but unreachable: do not leave it running or unreaped.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
             }
         };
-        let handle = WorkerHandle::new(id, slot, child.id(), self.handle.line.clone());
-        self.cfg.board.forked(&handle);
-        tracing::info!(worker = id, pid = child.id(), slot, "worker forked");
+        let pid = child.id();
+        let handle = WorkerHandle::new(id, slot, pid, restarts, self.handle.line.clone());
+        tracing::info!(worker = id, pid, slot, "worker forked");
         self.live.insert(
             id,
             Live {
@@ -319,67 +371,46 @@ impl Primary {
                 child,
                 channel: Some(channel),
                 queued: false,
-                started: Instant::now(),
-                ready: false,
-                listened: false,
-                online: false,
-                listen_error: None,
+                page,
                 listen_requests: 0,
                 asked: Vec::new(),
-                kill_at: None,
                 killed: false,
             },
         );
-        if let Some(s) = self.slots.get_mut(&slot) {
-            s.started(id, incoming);
-        }
         self.publish();
+        self.cfg.board.forked(&handle);
         self.emit(Event::Fork(handle));
-        Some(id)
+        Ok(pid)
     }
 
-    /// A worker could not be started in `slot`. At the cluster's start that is fatal (the
-    /// program or a setting is wrong); later it stops a reload, or retries after a backoff.
-    fn start_failed(&mut self, slot: usize, incoming: bool, e: io::Error) {
-        let what = format!(
-            "cannot start a worker from {}",
-            self.cfg.spawn.exec.display()
-        );
-        if !self.started {
-            self.fatal.get_or_insert_with(|| Error::io(what, e));
-        } else if incoming {
-            self.reload_failed(format!("{what}: {e}"));
-        } else if let Some(s) = self.slots.get_mut(&slot) {
-            let delay = s.crashed(Duration::ZERO, &self.cfg.backoff);
-            crate::log::error(format_args!(
-                "{what} for slot {slot}: {e}; retrying in {} ms",
-                delay.as_millis()
-            ));
-            s.restart_at = Some(Instant::now() + delay);
-        }
-    }
-
-    fn disconnect(&mut self, id: u32) {
-        let deadline = Instant::now() + self.cfg.shutdown_timeout;
+    fn disconnect(&mut self, id: u32, cause: Cause) {
         let Some(live) = self.live.get_mut(&id) else {
             return;
         };
         live.handle.mark_asked_to_leave();
-        live.kill_at.get_or_insert(deadline);
+        live.handle.set_cause(cause);
         self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
         // Its idle keep-alive connections go to a worker that stays, if one does.
-        let hand_back = self.stop.is_none() && self.adopters(id).next().is_some();
+        let hand_back = !self.sup.stopping() && self.adopters(id).next().is_some();
         self.send(id, &ToWorker::Disconnect { hand_back }, &[]);
     }
 
-    fn kill(&mut self, id: u32, signal: i32) {
+    fn kill(&mut self, id: u32, signal: i32, cause: Cause) {
         let Some(live) = self.live.get_mut(&id) else {
             return;
         };
         live.handle.mark_asked_to_leave();
-        let pid = nix::unistd::Pid::from_raw(live.child.id() as i32);
-        if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
-            let _ = nix::sys::signal::kill(pid, sig);
+        live.handle.set_cause(cause);
+        if signal == libc::SIGKILL {
+            if std::mem::replace(&mut live.killed, true) {
+                return;
+            }
+            let _ = live.child.kill();
+        } else {
+            let pid = nix::unistd::Pid::from_raw(live.child.id() as i32);
+            if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
         }
         self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
     }
@@ -388,20 +419,10 @@ impl Primary {
         let got: Vec<i32> = self.signals.pending().collect();
         for sig in got {
             match sig {
-                SIGTERM | SIGINT => {
-                    if self.stop.is_some() {
-                        crate::log::warn(format_args!(
-                            "second stop signal: killing every worker now"
-                        ));
-                        self.force_stop();
-                    } else {
-                        tracing::info!("stop signal: disconnecting every worker");
-                        self.begin_stop();
-                    }
-                }
-                SIGHUP => self.begin_reload(),
-                SIGTTIN => self.scale(self.active_slots() + 1),
-                SIGTTOU => self.scale(self.active_slots().saturating_sub(1)),
+                SIGTERM | SIGINT => self.feed(Input::StopSignal),
+                SIGHUP => self.feed(Input::Reload),
+                SIGTTIN => self.feed(Input::ScaleUp),
+                SIGTTOU => self.feed(Input::ScaleDown),
                 _ => self.child_exited = true, // SIGCHLD: reaped after this wake-up
             }
         }
@@ -418,20 +439,18 @@ impl Primary {
                         self.send(id, &msg, &[]);
                     }
                 }
-                Command::Disconnect(id) => self.disconnect(id),
-                Command::Kill(id, sig) => self.kill(id, sig),
-                Command::Reload => self.begin_reload(),
-                Command::Scale(n) => self.scale(n),
-                Command::Stop => {
-                    if self.stop.is_none() {
-                        self.begin_stop();
-                    }
-                }
+                Command::Disconnect(id) => self.feed(Input::Disconnect(id)),
+                Command::Kill(id, sig) => self.feed(Input::Kill(id, sig)),
+                Command::Recycle(id) => self.feed(Input::Recycle(id)),
+                Command::Reload => self.feed(Input::Reload),
+                Command::Scale(n) => self.feed(Input::Scale(n)),
+                Command::Stop => self.feed(Input::Stop),
+                // What a second SIGTERM does: stop, and SIGKILL every worker now.
                 Command::StopNow => {
-                    if self.stop.is_none() {
-                        self.begin_stop();
+                    if !self.sup.stopping() {
+                        self.feed(Input::StopSignal);
                     }
-                    self.force_stop();
+                    self.feed(Input::StopSignal);
                 }
             }
         }
@@ -463,9 +482,10 @@ impl Primary {
                 None => Exit::Code(status.code().unwrap_or(-1)),
             };
             let h = live.handle.clone();
+            h.set_cause(Cause::Crash);
             h.set_state(WorkerState::Dead);
             if h.exited_after_disconnect() || exit == Exit::Code(0) {
-                tracing::info!(worker = id, pid = h.pid(), %exit, "worker exited");
+                tracing::info!(worker = id, pid = h.pid(), %exit, cause = %h.cause().unwrap_or(Cause::Crash), "worker exited");
             } else {
                 crate::log::warn(format_args!(
                     "worker {id} (pid {}, slot {}) died: {exit}",
@@ -473,191 +493,102 @@ impl Primary {
                     h.slot()
                 ));
             }
-            self.emit(Event::Exit(h.clone(), exit));
-            let slot = self.slots.get(&h.slot());
-            self.cfg.board.exited(
-                id,
-                RestartReason::infer(
-                    h.exited_after_disconnect(),
-                    self.stop.is_some(),
-                    slot.is_none_or(|s| s.removing),
-                    slot.is_some_and(|s| s.current != Some(id) && s.incoming != Some(id)),
-                ),
-            );
-            self.after_exit(live, exit);
+            self.cfg
+                .board
+                .exited(id, RestartReason::from(h.cause().unwrap_or(Cause::Crash)));
+            self.emit(Event::Exit(h, exit));
+            self.feed(Input::Exited(id, exit));
         }
     }
 
-    /// Decides what a slot does after its worker exited.
-    fn after_exit(&mut self, live: Live, exit: Exit) {
-        let id = live.handle.id();
-        if !live.online && self.exited_unconnected(id, exit) {
-            return;
-        }
-        let slot_no = live.handle.slot();
-        let stopping = self.stop.is_some();
-        let Some(slot) = self.slots.get_mut(&slot_no) else {
-            return;
-        };
-        if slot.incoming == Some(id) {
-            slot.incoming = None;
-            if slot.removing {
-                // Scale-down met a reload: the slot goes once both of its workers have.
-                if slot.current.is_none() {
-                    self.finish_remove_slot(slot_no);
-                }
-                return;
-            }
-            if !live.handle.exited_after_disconnect() {
-                let why = live
-                    .listen_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                self.reload_failed(format!(
-                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}"
-                ));
-            }
-            self.keep_served(slot_no);
-            return;
-        }
-        if slot.current != Some(id) {
-            return;
-        }
-        slot.current = None;
-        if slot.removing {
-            if slot.incoming.is_none() {
-                self.finish_remove_slot(slot_no);
-            }
-            return;
-        }
-        if stopping || slot.incoming.is_some() {
-            return;
-        }
-        if !live.listened {
-            if let Some(why) = live.listen_error {
-                self.fatal.get_or_insert_with(|| {
-                    Error::new(
-                        ErrorKind::Start,
-                        format!("worker {id} could not start: {why}"),
-                    )
-                });
-                return;
-            }
-        }
-        let delay = if live.handle.exited_after_disconnect() {
-            Duration::ZERO
-        } else {
-            slot.crashed(live.started.elapsed(), &self.cfg.backoff)
-        };
-        if !delay.is_zero() {
-            crate::log::warn(format_args!(
-                "restarting slot {slot_no} in {} ms",
-                delay.as_millis()
-            ));
-            let why = format!("crashed ({exit}); restarting in {} ms", delay.as_millis());
-            self.cfg.board.slot_down(slot_no, Some(why));
-        }
-        slot.restart_at = Some(Instant::now() + delay);
-    }
-
-    fn next_timer(&self) -> Option<Instant> {
-        let restarts = self.slots.values().filter_map(|s| s.restart_at);
-        let kills = self.live.values().filter_map(|l| l.kill_at);
-        let reloads = self
-            .reload
+    /// Reads every worker's heartbeat page (and, when a limit needs it, its memory) and
+    /// tells the supervisor.
+    fn sample_health(&mut self) {
+        let rss = self.sup.wants_rss();
+        let mut samples: Vec<(u32, Health)> = self
+            .live
             .iter()
-            .flat_map(|r| r.active.iter().map(|a| a.2));
-        let stop = self.stop.as_ref().map(|s| s.deadline);
-        let dispatch = self.cfg.dispatch.as_ref().and_then(|d| d.deadline());
-        restarts
-            .chain(self.connect_deadline())
-            .chain(kills)
-            .chain(reloads)
-            .chain(stop)
-            .chain(dispatch)
-            .min()
-    }
-
-    fn on_timers(&mut self) {
-        let now = Instant::now();
-        self.connect_timers(now);
-        if self
-            .cfg
-            .dispatch
-            .as_ref()
-            .and_then(|d| d.deadline())
-            .is_some_and(|t| t <= now)
-        {
-            self.with_dispatch(|d, ctx| d.timer(ctx));
-        }
-        let due: Vec<usize> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.restart_at.is_some_and(|t| t <= now))
-            .map(|(n, _)| *n)
+            .map(|(id, l)| {
+                let s = l.page.sample();
+                let health = Health {
+                    beat_age: s.beat_age,
+                    requests: s.requests,
+                    rss: if rss { rss_of(l.child.id()) } else { None },
+                    doing: s.doing.map(|(what, _)| what),
+                };
+                (*id, health)
+            })
             .collect();
-        for slot in due {
-            if let Some(s) = self.slots.get_mut(&slot) {
-                s.restart_at = None;
-            }
-            if self.stop.is_none() {
-                self.start(slot, false);
-            }
-        }
-        for live in self.live.values_mut() {
-            if live.kill_at.is_some_and(|t| t <= now) {
-                crate::log::warn(format_args!(
-                    "worker {} did not exit in time: SIGKILL",
-                    live.handle.id()
-                ));
-                if live.sigkill() {
-                    if let Some(stop) = self.stop.as_mut() {
-                        stop.killed += 1;
-                    }
-                }
-            }
-        }
-        let late = self
-            .reload
-            .as_ref()
-            .and_then(|r| r.active.iter().find(|a| a.2 <= now).copied());
-        if let Some((slot, id, _)) = late {
-            if let Some(s) = self.slots.get_mut(&slot) {
-                s.incoming = None;
-            }
-            if let Some(live) = self.live.get_mut(&id) {
-                live.sigkill();
-            }
-            self.reload_failed(format!(
-                "new worker {id} for slot {slot} was not ready within {} ms",
-                self.cfg.ready_timeout.as_millis()
-            ));
-        }
-        if let Some(stop) = &self.stop {
-            if stop.deadline <= now && !self.live.is_empty() {
-                let n = self.kill_all();
-                if let Some(stop) = self.stop.as_mut() {
-                    stop.killed += n;
-                    stop.deadline = now + Duration::from_secs(3600);
-                }
-            }
+        samples.sort_by_key(|(id, _)| *id);
+        for (id, h) in samples {
+            self.feed(Input::Health(id, h));
         }
     }
 
-    /// A slot left with no worker, none coming and no restart planned (its current worker
-    /// died while a replacement was on its way, then the replacement failed) restarts now.
-    fn keep_served(&mut self, slot_no: usize) {
-        let stopping = self.stop.is_some();
-        if let Some(s) = self.slots.get_mut(&slot_no) {
-            if !stopping
-                && !s.removing
-                && s.current.is_none()
-                && s.incoming.is_none()
-                && s.restart_at.is_none()
-            {
-                s.restart_at = Some(Instant::now());
-            }
+    /// A removed slot's last worker is gone: what still waits in the slot's queue goes to
+    /// the other workers, then its listeners close.
+    fn slot_removed(&mut self, n: usize) {
+        let queued = self.cfg.listeners.finish_remove_slot(n);
+        tracing::info!(slot = n, moved = queued.len(), "slot removed");
+        let mut takers: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|(id, l)| {
+                self.sup.listened(**id)
+                    && l.channel.is_some()
+                    && !l.handle.exited_after_disconnect()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        takers.sort_unstable();
+        if takers.is_empty() && !queued.is_empty() {
+            tracing::warn!(
+                slot = n,
+                "no worker to take {} queued connections",
+                queued.len()
+            );
+            return;
+        }
+        for (i, chunk) in queued.chunks(MAX_FDS_PER_FRAME).enumerate() {
+            let to = takers[i % takers.len()];
+            let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|c| c.as_fd()).collect();
+            self.send(to, &ToWorker::Connections(fds.len() as u32), &fds);
         }
     }
+}
+
+impl Primary {
+    /// After a reload every slot runs the new program: a listener none of them asked for
+    /// (the new build serves fewer addresses) would queue connections nobody accepts.
+    fn close_unused_listeners(&mut self) {
+        let slots = self.sup.slots();
+        let current: HashMap<usize, &[std::net::SocketAddr]> = slots
+            .iter()
+            .filter_map(|n| {
+                let id = self.sup.current(*n)?;
+                // A worker not ready yet may still ask: keep its slot's listeners.
+                let live = self.live.get(&id).filter(|_| self.sup.is_ready(id))?;
+                Some((*n, live.asked.as_slice()))
+            })
+            .collect();
+        let waiting: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|n| !current.contains_key(n))
+            .collect();
+        self.cfg.listeners.close_unused(&slots, |addr, slot| {
+            waiting.contains(&slot) || current.get(&slot).is_some_and(|a| a.contains(&addr))
+        });
+    }
+}
+
+/// The resident memory of process `pid`, from /proc (one read).
+fn rss_of(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some(pages * page)
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -25,17 +25,21 @@ pub(crate) struct SpawnSettings {
     pub max_message: usize,
     pub drain: Duration,
     pub report_load: bool,
+    /// How often an idle worker's loop turns to refresh its heartbeat.
+    pub beat_every: Duration,
     /// How often workers ship metric counters; `None`: they do not count.
     pub metrics_every: Option<Duration>,
 }
 
-/// Starts worker `id` in `slot`, with `theirs` as its end of the IPC socketpair.
+/// Starts worker `id` in `slot`, with `theirs` as its end of the IPC socketpair and
+/// `heartbeat` as its heartbeat page.
 pub(crate) fn spawn(
     s: &SpawnSettings,
     id: u32,
     slot: usize,
     cpu: Option<usize>,
     theirs: &UnixStream,
+    heartbeat: BorrowedFd<'_>,
 ) -> io::Result<Child> {
     let mut cmd = Command::new(&s.exec);
     cmd.args(&s.args)
@@ -52,6 +56,8 @@ pub(crate) fn spawn(
                 .map_or(0, |d| d.as_millis().max(1))
                 .to_string(),
         )
+        .env(role::ENV_HEARTBEAT_FD, heartbeat.as_raw_fd().to_string())
+        .env(role::ENV_BEAT_MS, s.beat_every.as_millis().to_string())
         .env_remove(role::ENV_CPU)
         .stdin(Stdio::null());
     if let Some(cpu) = cpu {
@@ -70,6 +76,7 @@ pub(crate) fn spawn(
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
     let fd = theirs.as_raw_fd();
+    let beat = heartbeat.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
     let pin = cpu.map(crate::listen::cpu_set);
     // SAFETY: the closure runs in the forked child before exec and only makes
@@ -77,6 +84,7 @@ pub(crate) fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             crate::sys::child_setup(fd, parent)?;
+            crate::sys::keep_across_exec(beat)?;
             if let Some(set) = &pin {
                 crate::listen::pin(set)?;
             }

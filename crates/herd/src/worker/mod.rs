@@ -183,6 +183,12 @@ impl Worker {
         let stream = unsafe { UnixStream::from_raw_fd(env.fd) };
         crate::sys::set_cloexec(env.fd).map_err(|e| Error::io("IPC fd", e))?;
         crate::sys::ignore_terminal_signals();
+        if let Some((fd, every)) = env.heartbeat {
+            // Without it the worker serves as before; only the watchdog cannot see it.
+            if let Err(e) = crate::heartbeat::attach(fd, every) {
+                tracing::warn!("no heartbeat page (fd {fd}): {e}");
+            }
+        }
         let sender = WorkerSender {
             stream: Arc::new(Mutex::new(
                 stream.try_clone().map_err(|e| Error::io("IPC fd", e))?,
@@ -233,7 +239,9 @@ impl Worker {
     }
 
     /// Tells the primary this worker is ready (PM2's `process.send('ready')`): with
-    /// [`crate::Cluster::wait_ready`], a reload replaces the old worker only after this.
+    /// [`crate::Cluster::wait_ready`], a reload replaces the old worker only after this. A
+    /// worker that serves no socket calls it to end its
+    /// [`boot timeout`](crate::Cluster::boot_timeout).
     ///
     /// # Errors
     /// [`ErrorKind::NotConnected`] when the primary is gone.

@@ -1,4 +1,5 @@
-//! Restart delays for a crash-looping slot (PM2's exp_backoff_restart_delay).
+//! Restart delays after a crash, growing while a slot keeps crashing (PM2's
+//! exp_backoff_restart_delay).
 
 use std::time::Duration;
 
