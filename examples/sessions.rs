@@ -172,7 +172,15 @@ fn serve_redis(client: redis::Client, rx: Receiver<(Op, Responder)>) {
                 Err(_) => break,
             }
         }
-        match run_batch(&client, &mut conn, &batch) {
+        // A connection kept from before may have died with the server (a restart): one
+        // more try on a fresh connection before the requests are answered 503.
+        let reused = conn.is_some();
+        let mut result = run_batch(&client, &mut conn, &batch);
+        if result.is_err() && reused {
+            conn = None;
+            result = run_batch(&client, &mut conn, &batch);
+        }
+        match result {
             Ok(replies) => {
                 for ((op, mut responder), reply) in batch.drain(..).zip(replies) {
                     answer(op, reply, &mut responder);
