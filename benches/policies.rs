@@ -5,8 +5,8 @@
 //! medians and spreads; JSON and an SVG chart go to target/herd-bench/. A policy this build
 //! does not know shows as n/a.
 //!
-//! Modes: full (default: 5 rounds of 3 s after a 0.5 s warm-up) or quick (`-- --quick` or
-//! `HERD_BENCH=quick`: 3 rounds of 1 s after 0.25 s). `HERD_BENCH_ROUNDS=N` and
+//! Modes: full (default: 5 rounds of 3 s after a 1 s warm-up) or quick (`-- --quick` or
+//! `HERD_BENCH=quick`: 3 rounds of 1 s after 0.5 s). `HERD_BENCH_ROUNDS=N` and
 //! `HERD_BENCH_SECS=S` override rounds and seconds per round; `HERD_BENCH_WORKERS=1,2,4`
 //! sweeps worker counts (default: the CPU count); `HERD_BENCH_POLICIES=reuseport,shared` and
 //! `HERD_BENCH_WORKLOADS=keepalive-64,close-32` narrow the run; `HERD_BENCH_REFERENCES=0`
@@ -40,12 +40,13 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var("HERD_BENCH").is_ok_and(|v| v == "quick");
-    // Full: 5 rounds × ~50 cells must fit in ~20 minutes on 2 CPUs, hence 3 s rounds; the
-    // spread over rounds says more than a longer single run would.
+    // Full: 5 rounds × 44 cells must fit in ~20 minutes on 2 CPUs, hence 3 s rounds; the
+    // spread over rounds says more than a longer single run would. The warm-up lets Node's
+    // JIT settle (its first second runs at a fraction of its speed).
     let (mode, rounds, measure, warmup) = if quick {
-        ("quick", 3, 1.0, Duration::from_millis(250))
+        ("quick", 3, 1.0, Duration::from_millis(500))
     } else {
-        ("full", 5, 3.0, Duration::from_millis(500))
+        ("full", 5, 3.0, Duration::from_secs(1))
     };
     let rounds: usize = env_number("HERD_BENCH_ROUNDS", rounds)?;
     let measure: f64 = env_number("HERD_BENCH_SECS", measure)?;
