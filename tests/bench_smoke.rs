@@ -232,6 +232,48 @@ fn smoke_run_produces_a_well_formed_report() {
     assert!(!workload_running(), "a workload server outlived its round");
 }
 
+/// The server CPU figure keeps a worker that died: its time moves to the primary's reaped
+/// children (cutime + cstime) and still counts.
+#[test]
+fn server_cpu_keeps_the_time_of_a_killed_worker() {
+    use harness::process::{free_port, Ready};
+    let dir = profile_dir();
+    let out_dir = dir.join("herd-bench-smoke-cpu");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = Target::Herd("reuseport".to_string());
+    let (mut server, listening) = target
+        .start(
+            &dir.join("examples/workload"),
+            &out_dir,
+            2,
+            free_port().unwrap(),
+        )
+        .expect("the server starts");
+    let ready = server.wait_ready(listening, Duration::from_secs(10));
+    assert!(matches!(ready, Ready::Up), "{ready:?}");
+    let load = Workload::KeepAlive.config(server.addr, Duration::from_millis(800), &Load::Plain);
+    let report = herd_load::run(&load).expect("the load");
+    assert!(report.completed > 0);
+    let before = server.cpu_ticks();
+    let victim = server.busiest_worker().expect("a worker");
+    // SAFETY: kill(2) on a worker of the server this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{victim}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = server.cpu_ticks();
+    assert!(
+        before > 0,
+        "the server used CPU serving {} requests",
+        report.completed
+    );
+    assert!(
+        after >= before,
+        "CPU ticks went from {before} to {after} when worker {victim} died"
+    );
+}
+
 #[test]
 fn spread_is_median_min_max_and_overlap_means_no_ranking() {
     use harness::stats::Spread;

@@ -11,7 +11,7 @@ pub mod cell;
 mod cleanup;
 pub mod machine;
 pub mod output;
-mod process;
+pub mod process;
 mod reference;
 pub mod stats;
 pub mod target;
