@@ -114,6 +114,7 @@ fn run() -> Result<(), String> {
         plan.runs(),
         plan.runs() as f64 * per_run / 60.0
     );
+    let started = std::time::Instant::now();
     let results = harness::run(&plan, |p| {
         let what = match p.result {
             Ok(r) => format!(
@@ -140,6 +141,11 @@ fn run() -> Result<(), String> {
     let written = output::write_all(&results, &plan.out_dir)
         .map_err(|e| format!("cannot write results: {e}"))?;
     println!();
+    println!(
+        "{} server runs in {:.1} minutes",
+        plan.runs(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
     println!(
         "wrote {}, {}, {}",
         written.json.display(),
