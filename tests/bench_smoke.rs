@@ -119,8 +119,9 @@ fn smoke_run_produces_a_well_formed_report() {
     );
 
     // The loopback artefact, handled: with 2 workers, plain loopback (one client address) sends
-    // every connection of rr-sticky to one worker; the spread load (64 addresses) reaches both.
-    let seen = |server: &str| -> Vec<usize> {
+    // every connection of rr-sticky to one worker (bar one that may spill over when that
+    // worker has 64 hand-offs unacknowledged); the spread load (64 addresses) reaches both.
+    let busiest_share = |server: &str| -> Vec<f64> {
         let cell = results
             .cells
             .iter()
@@ -129,11 +130,17 @@ fn smoke_run_produces_a_well_formed_report() {
         cell.rounds()
             .expect("measured")
             .iter()
-            .map(|r| r.report.workers.counts.len())
+            .map(|r| {
+                let counts = &r.report.workers.counts;
+                let total: u64 = counts.values().sum();
+                *counts.values().max().expect("some responses") as f64 / total as f64
+            })
             .collect()
     };
-    assert_eq!(seen("rr-sticky (plain loopback)"), [1, 1]);
-    assert_eq!(seen("rr-sticky"), [2, 2]);
+    let plain = busiest_share("rr-sticky (plain loopback)");
+    assert!(plain.iter().all(|&s| s > 0.9), "{plain:?}");
+    let spread = busiest_share("rr-sticky");
+    assert!(spread.iter().all(|&s| s < 0.8), "{spread:?}");
 
     // The ranking: every measured row but the first of its group says ≈ or a ratio.
     for g in output::groups(&results) {
