@@ -1,7 +1,9 @@
-//! The policy bench's harness, end to end in a smoke mode: the debug workload server, two
-//! policies plus one that does not exist, two workloads, 300 ms cells. Checks the shape of the
-//! report (JSON keys per cell, one SVG bar pair per measured cell, one table row per cell),
-//! never the figures, and that no server process is left behind.
+//! The policy bench's harness, end to end in a smoke mode: the debug workload server, rr-sticky
+//! under the spread load and under plain loopback, a policy that does not exist, two workloads,
+//! a sweep of 1 and 2 workers, 2 interleaved rounds of 200 ms. Checks the shape of the report
+//! (rounds, medians and spreads in JSON, error bars in the SVG, one table row per cell), the
+//! round order, that server CPU per request is measured, and what the spread load changes for
+//! a per-client policy; never the speed. No server process is left behind.
 
 #[path = "../benches/harness/mod.rs"]
 mod harness;
@@ -9,7 +11,7 @@ mod harness;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harness::{output, Outcome, Plan, Target, Timing, Workload};
+use harness::{output, Load, Machine, Outcome, Plan, Target, Timing, Workload};
 
 /// target/debug, from this test's own path (target/debug/deps/bench_smoke-…).
 fn profile_dir() -> PathBuf {
@@ -36,97 +38,260 @@ fn smoke_run_produces_a_well_formed_report() {
         mode: "smoke".to_string(),
         bin,
         out_dir: out_dir.clone(),
-        targets: ["reuseport", "shared", "no-such-policy"]
-            .iter()
-            .map(|p| Target::Herd(p.to_string()))
-            .collect(),
+        targets: vec![
+            Target::Herd("rr-sticky".to_string()),
+            Target::Plain("rr-sticky".to_string()),
+            Target::Herd("no-such-policy".to_string()),
+        ],
         workloads: vec![Workload::KeepAlive, Workload::KillWorker],
+        workers: vec![1, 2],
+        rounds: 2,
+        load: Load::Spread {
+            cpus: Machine::detect().cpus,
+        },
         timing: Timing {
-            workers: 2,
             warmup: Duration::ZERO,
-            measure: Duration::from_millis(300),
+            measure: Duration::from_millis(200),
             start_timeout: Duration::from_secs(10),
         },
     };
-    let results = harness::run(&plan, |_| {}).expect("the run");
+    let mut order: Vec<(usize, usize, &'static str, String)> = Vec::new();
+    let results = harness::run(&plan, |p| {
+        order.push((
+            p.workers,
+            p.round.0,
+            p.workload.name(),
+            p.server.to_string(),
+        ))
+    })
+    .expect("the run");
     let written = output::write_all(&results, &out_dir).expect("the outputs");
 
-    // Every cell is there, in order; the known policies measured, the unknown one n/a.
-    assert_eq!(results.cells.len(), 6);
+    // Rounds interleave the servers, the order rotating each round; the unknown policy is
+    // started once, then known to be n/a.
+    let keepalive_2: Vec<(usize, &str)> = order
+        .iter()
+        .filter(|(w, _, wl, _)| *w == 2 && *wl == "keepalive-64")
+        .map(|(_, r, _, s)| (*r, s.as_str()))
+        .collect();
+    assert_eq!(
+        keepalive_2,
+        [
+            (1, "rr-sticky"),
+            (1, "rr-sticky (plain loopback)"),
+            (2, "rr-sticky (plain loopback)"),
+            (2, "rr-sticky"),
+        ]
+    );
+    assert_eq!(
+        order.iter().filter(|o| o.3 == "no-such-policy").count(),
+        1,
+        "{order:?}"
+    );
+
+    // Every cell is there: per worker count, keep-alive for the three servers, kill-worker for
+    // the two that run it (not the plain-loopback row).
+    assert_eq!(results.cells.len(), 2 * (3 + 2));
     for c in &results.cells {
         match (&c.outcome, c.server.as_str()) {
-            (Outcome::Measured { .. }, "reuseport" | "shared") => {}
+            (Outcome::Measured(rounds), _) if c.server.starts_with("rr-sticky") => {
+                assert_eq!(rounds.len(), 2, "{}", c.server);
+                for r in rounds {
+                    let cpu = r.cpu_us_per_request().expect("requests completed");
+                    assert!(cpu.is_finite() && cpu > 0.0, "server CPU measured: {cpu}");
+                }
+            }
             (Outcome::Unavailable(why), "no-such-policy") => {
                 assert!(why.contains("POLICY"), "{why}")
             }
             (o, s) => panic!("{s} × {}: unexpected {o:?}", c.workload.name()),
         }
     }
-    let kill = results
+    let kills = results
         .cells
         .iter()
-        .find(|c| c.workload == Workload::KillWorker);
+        .filter(|c| c.workload == Workload::KillWorker)
+        .filter_map(|c| c.rounds())
+        .flatten();
     assert!(
-        matches!(
-            kill.map(|c| &c.outcome),
-            Some(Outcome::Measured {
-                killed: Some(_),
-                ..
-            })
-        ),
-        "a worker was killed in the kill workload"
+        kills.clone().count() == 4 && kills.clone().all(|r| r.killed.is_some()),
+        "a worker was killed in every kill-worker round"
     );
 
-    // JSON: the expected keys per cell.
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&written.json).unwrap()).unwrap();
-    for key in ["mode", "machine", "workers", "measure_secs", "cells"] {
-        assert!(json.get(key).is_some(), "results.json lacks {key}");
-    }
-    let cells = json["cells"].as_array().expect("cells is an array");
-    assert_eq!(cells.len(), 6);
-    for c in cells {
-        for key in ["server", "kind", "workload", "status", "reason"] {
-            assert!(c.get(key).is_some(), "cell lacks {key}: {c}");
-        }
-        if c["status"] == "ok" {
-            for key in [
-                "req_per_sec",
-                "p50_us",
-                "p99_us",
-                "p999_us",
-                "errors",
-                "errors_total",
-                "jain_index",
-                "killed_pid",
-                "report",
-            ] {
-                assert!(c.get(key).is_some(), "measured cell lacks {key}: {c}");
+    // The loopback artefact, handled: with 2 workers, plain loopback (one client address) sends
+    // every connection of rr-sticky to one worker (bar one that may spill over when that
+    // worker has 64 hand-offs unacknowledged); the spread load (64 addresses) reaches both.
+    let busiest_share = |server: &str| -> Vec<f64> {
+        let cell = results
+            .cells
+            .iter()
+            .find(|c| c.workers == 2 && c.workload == Workload::KeepAlive && c.server == server)
+            .expect("the cell");
+        cell.rounds()
+            .expect("measured")
+            .iter()
+            .map(|r| {
+                let counts = &r.report.workers.counts;
+                let total: u64 = counts.values().sum();
+                *counts.values().max().expect("some responses") as f64 / total as f64
+            })
+            .collect()
+    };
+    let plain = busiest_share("rr-sticky (plain loopback)");
+    assert!(plain.iter().all(|&s| s > 0.9), "{plain:?}");
+    let spread = busiest_share("rr-sticky");
+    assert!(spread.iter().all(|&s| s < 0.8), "{spread:?}");
+
+    // The ranking: every measured row but the first of its group says ≈ or a ratio.
+    for g in output::groups(&results) {
+        for (i, row) in g.rows.iter().filter(|r| r.figures.is_some()).enumerate() {
+            if i == 0 {
+                assert_eq!(row.ranking, "fastest");
+            } else {
+                assert!(
+                    row.ranking.starts_with("≈ ") || row.ranking.contains("× "),
+                    "{}",
+                    row.ranking
+                );
             }
-        } else {
-            assert_eq!(c["status"], "n/a", "{c}");
         }
     }
 
-    // SVG: one document, one throughput bar and one p99 bar per measured cell.
+    // JSON: per cell, every round's figures under `rounds` and their medians under `median`.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&written.json).unwrap()).unwrap();
+    for key in [
+        "mode",
+        "machine",
+        "workers",
+        "rounds",
+        "measure_secs",
+        "cells",
+    ] {
+        assert!(json.get(key).is_some(), "results.json lacks {key}");
+    }
+    assert!(json["machine"]["nproc"].as_u64().is_some_and(|n| n >= 1));
+    let cells = json["cells"].as_array().expect("cells is an array");
+    assert_eq!(cells.len(), results.cells.len());
+    for c in cells {
+        for key in ["server", "kind", "load", "workload", "workers", "status"] {
+            assert!(c.get(key).is_some(), "cell lacks {key}: {c}");
+        }
+        if c["status"] != "ok" {
+            assert_eq!(c["status"], "n/a", "{c}");
+            continue;
+        }
+        let rounds = c["rounds"].as_array().expect("rounds is an array");
+        assert_eq!(rounds.len(), 2, "{c}");
+        // serde_json's float parsing may be one ulp off: compare closely, not exactly.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+        for key in ["rps", "p99_us", "cpu_us_per_request"] {
+            let of_rounds: Vec<f64> = rounds.iter().map(|r| r[key].as_f64().unwrap()).collect();
+            let (lo, hi) = (
+                of_rounds[0].min(of_rounds[1]),
+                of_rounds[0].max(of_rounds[1]),
+            );
+            let figure = |k: &str| {
+                c[k][key]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{k}.{key} in {c}"))
+            };
+            assert!(
+                close(figure("median"), (lo + hi) / 2.0),
+                "median.{key}: {c}"
+            );
+            assert!(close(figure("min"), lo), "min.{key}: {c}");
+            assert!(close(figure("max"), hi), "max.{key}: {c}");
+        }
+    }
+
+    // SVG: one document; per measured cell three bars, each with an error bar.
+    let measured = results
+        .cells
+        .iter()
+        .filter(|c| c.rounds().is_some())
+        .count();
+    assert_eq!(measured, 6);
     let svg = std::fs::read_to_string(&written.svg).unwrap();
     assert!(svg.starts_with("<svg"), "{svg}");
     assert!(svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<svg").count(), 1);
-    assert_eq!(svg.matches(r#"<rect class="rps"#).count(), 4);
-    assert_eq!(svg.matches(r#"<rect class="p99"#).count(), 4);
+    for class in ["rps", "p99", "cpu"] {
+        let bars = format!(r#"<rect class="{class} "#);
+        assert_eq!(svg.matches(&bars).count(), measured, "{class} bars");
+    }
+    assert_eq!(svg.matches(r#"<path class="err""#).count(), 3 * measured);
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
 
-    // Markdown: the header, a separator, one row per cell.
+    // Markdown: the header, a separator, one row per cell; the machine's CPU count.
     let md = std::fs::read_to_string(&written.markdown).unwrap();
+    assert!(
+        md.contains(&format!("{} CPUs", results.machine.nproc)),
+        "{md}"
+    );
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(rows[0], output::markdown::HEADER);
-    assert_eq!(rows.len(), 2 + 6, "{md}");
-    assert_eq!(rows.iter().filter(|r| r.contains("| n/a |")).count(), 2);
+    assert_eq!(rows.len(), 2 + results.cells.len(), "{md}");
+    assert_eq!(rows.iter().filter(|r| r.contains("| n/a |")).count(), 4);
 
-    assert!(started.elapsed() < Duration::from_secs(30));
-    // Every server was killed and reaped when its cell ended.
-    assert!(!workload_running(), "a workload server outlived its cell");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Every server was killed and reaped when its round ended.
+    assert!(!workload_running(), "a workload server outlived its round");
+}
+
+/// The server CPU figure keeps a worker that died: its time moves to the primary's reaped
+/// children (cutime + cstime) and still counts.
+#[test]
+fn server_cpu_keeps_the_time_of_a_killed_worker() {
+    use harness::process::{free_port, Ready};
+    let dir = profile_dir();
+    let out_dir = dir.join("herd-bench-smoke-cpu");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = Target::Herd("reuseport".to_string());
+    let (mut server, listening) = target
+        .start(
+            &dir.join("examples/workload"),
+            &out_dir,
+            2,
+            free_port().unwrap(),
+        )
+        .expect("the server starts");
+    let ready = server.wait_ready(listening, Duration::from_secs(10));
+    assert!(matches!(ready, Ready::Up), "{ready:?}");
+    let load = Workload::KeepAlive.config(server.addr, Duration::from_millis(800), &Load::Plain);
+    let report = herd_load::run(&load).expect("the load");
+    assert!(report.completed > 0);
+    let before = server.cpu_ticks();
+    let victim = server.busiest_worker().expect("a worker");
+    // SAFETY: kill(2) on a worker of the server this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{victim}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = server.cpu_ticks();
+    assert!(
+        before > 0,
+        "the server used CPU serving {} requests",
+        report.completed
+    );
+    assert!(
+        after >= before,
+        "CPU ticks went from {before} to {after} when worker {victim} died"
+    );
+}
+
+#[test]
+fn spread_is_median_min_max_and_overlap_means_no_ranking() {
+    use harness::stats::Spread;
+    let s = Spread::of([3.0, 1.0, 2.0]).unwrap();
+    assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+    let s = Spread::of([4.0, 1.0, 2.0, 3.0, f64::NAN]).unwrap();
+    assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+    assert!(Spread::of([]).is_none());
+    let a = Spread::of([1.0, 2.0]).unwrap();
+    assert!(a.overlaps(&Spread::of([2.0, 5.0]).unwrap()));
+    assert!(!a.overlaps(&Spread::of([2.5, 5.0]).unwrap()));
 }
 
 /// Whether any examples/workload process of this target directory still runs.

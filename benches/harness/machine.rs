@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 pub struct Machine {
     /// CPUs this process may use (nproc).
     pub nproc: usize,
+    /// Their numbers (the affinity mask), where the load generator's threads are pinned.
+    pub cpus: Vec<usize>,
     /// The kernel release (uname -r).
     pub kernel: String,
     /// The first CPU model name in /proc/cpuinfo.
@@ -21,8 +23,19 @@ impl Machine {
             .lines()
             .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
             .map_or_else(|| "unknown".to_string(), |(_, v)| v.trim().to_string());
+        let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&i| set.is_set(i).unwrap_or(false))
+                    .collect::<Vec<_>>()
+            })
+            .ok()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| (0..nproc).collect());
         Machine {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            nproc,
+            cpus,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             cpu,
         }
@@ -30,7 +43,12 @@ impl Machine {
 
     /// As JSON.
     pub fn to_json(&self) -> Value {
-        json!({ "nproc": self.nproc, "kernel": self.kernel, "cpu": self.cpu })
+        json!({
+            "nproc": self.nproc,
+            "cpus": self.cpus,
+            "kernel": self.kernel,
+            "cpu": self.cpu,
+        })
     }
 }
 

@@ -124,6 +124,19 @@ impl Server {
             .map(|p| p.pid)
     }
 
+    /// The CPU time the server has used so far, in clock ticks ([`ticks_per_sec`]): user +
+    /// system time of its primary and of every live worker, plus the primary's reaped
+    /// children (cutime + cstime), so that a worker that died or was replaced still counts.
+    /// A worker that dies between the reads of one call may count twice or not at all: one
+    /// worker's time, at most once per cell.
+    pub fn cpu_ticks(&self) -> u64 {
+        let primary = self.child.id() as i32;
+        procs()
+            .filter(|p| p.pid == primary || p.ppid == primary)
+            .map(|p| p.cpu_ticks + p.children_ticks)
+            .sum()
+    }
+
     /// What it wrote on stderr so far, on one line.
     pub fn stderr_line(&self) -> String {
         let s = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,6 +200,8 @@ struct Proc {
     pgrp: i32,
     /// utime + stime, in clock ticks.
     cpu_ticks: u64,
+    /// cutime + cstime: the reaped children's utime + stime, in clock ticks.
+    children_ticks: u64,
 }
 
 /// Every process on the machine (those that vanish while read are skipped).
@@ -202,18 +217,30 @@ fn procs() -> impl Iterator<Item = Proc> {
             let state = rest.next()?.chars().next()?;
             let ppid = rest.next()?.parse().ok()?;
             let pgrp = rest.next()?.parse().ok()?;
-            // Fields 14 and 15 (utime, stime); `rest` now starts at field 6.
-            let mut times = rest.skip(8);
-            let utime: u64 = times.next()?.parse().ok()?;
-            let stime: u64 = times.next()?.parse().ok()?;
+            // Fields 14 to 17 (utime, stime, cutime, cstime); `rest` now starts at field 6.
+            let mut times = rest.skip(8).map(|f| f.parse::<u64>().ok());
+            let mut next = || times.next().flatten();
+            let (utime, stime, cutime, cstime) = (next()?, next()?, next()?, next()?);
             Some(Proc {
                 pid,
                 state,
                 ppid,
                 pgrp,
                 cpu_ticks: utime + stime,
+                children_ticks: cutime + cstime,
             })
         })
+}
+
+/// Clock ticks per second, the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).
+pub fn ticks_per_sec() -> u64 {
+    // SAFETY: sysconf(3) with a valid name reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as u64
+    } else {
+        100
+    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

@@ -8,13 +8,16 @@ use std::process::Command;
 
 use super::process::Server;
 use super::reference;
-use super::workload::Workload;
+use super::workload::{Load, Workload};
 
 /// A server to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// examples/workload.rs with `POLICY=<name>`.
     Herd(String),
+    /// The same, under the plain loopback load ([`Load::Plain`]), keep-alive only: what a
+    /// bench on loopback shows for a policy that steers by CPU or client address.
+    Plain(String),
     /// Node's cluster example with `NODE_CLUSTER_SCHED_POLICY=<sched>` (`rr` or `none`).
     Node {
         /// The node executable.
@@ -31,6 +34,7 @@ impl Target {
     pub fn name(&self) -> String {
         match self {
             Target::Herd(policy) => policy.clone(),
+            Target::Plain(policy) => format!("{policy} (plain loopback)"),
             Target::Node { sched, .. } => format!("node-{sched}"),
             Target::Nginx(_) => "nginx".to_string(),
         }
@@ -39,20 +43,33 @@ impl Target {
     /// `herd` or `reference`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Target::Herd(_) => "herd",
+            Target::Herd(_) | Target::Plain(_) => "herd",
             _ => "reference",
         }
     }
 
-    /// Whether `workload` means something for this server (the references have no `/spin`).
+    /// Whether `workload` means something for this server (the references have no `/spin`;
+    /// the plain-loopback rows show their lesson with keep-alive alone).
     pub fn runs(&self, workload: Workload) -> bool {
-        matches!(self, Target::Herd(_)) || !workload.needs_spin()
+        match self {
+            Target::Herd(_) => true,
+            Target::Plain(_) => workload == Workload::KeepAlive,
+            _ => !workload.needs_spin(),
+        }
+    }
+
+    /// The load it gets: [`Load::Plain`] for the plain-loopback rows, `spread` otherwise.
+    pub fn load(&self, spread: &Load) -> Load {
+        match self {
+            Target::Plain(_) => Load::Plain,
+            _ => spread.clone(),
+        }
     }
 
     /// How many `listening` lines it prints once serving (0: it prints none).
     fn listening_lines(&self, workers: usize) -> usize {
         match self {
-            Target::Herd(_) | Target::Node { .. } => workers,
+            Target::Herd(_) | Target::Plain(_) | Target::Node { .. } => workers,
             Target::Nginx(_) => 0,
         }
     }
@@ -69,7 +86,7 @@ impl Target {
     ) -> io::Result<(Server, usize)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = match self {
-            Target::Herd(policy) => {
+            Target::Herd(policy) | Target::Plain(policy) => {
                 let mut c = Command::new(bin);
                 c.env("HOST", "127.0.0.1")
                     .env("PORT", port.to_string())
@@ -104,6 +121,10 @@ pub const POLICIES: [&str; 6] = [
     "rr-least",
     "rr-sticky",
 ];
+
+/// The policies whose plain-loopback row teaches something: they steer by the CPU that took
+/// the SYN or by the client's address, which loopback with one client IP makes one value.
+pub const PLAIN_LESSONS: [&str; 2] = ["pinned", "rr-sticky"];
 
 /// The reference servers installed on this machine (node, nginx), found on PATH.
 pub fn references() -> Vec<Target> {

@@ -1,9 +1,46 @@
 //! The workloads of the comparison and the herd-load configuration of each.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use herd_load::{Config, Mode, Stop, WeightedPath};
+
+/// How the load generator's connections look to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    /// As clients on a network arrive: one generator thread pinned to each of `cpus` (so
+    /// SYNs come from every CPU, as a NIC with RSS spreads them) and the connections spread
+    /// over [`SOURCES`] source addresses 127.0.0.2, .3, … (so that per-client policies see
+    /// many clients). Every server gets this load.
+    Spread {
+        /// The CPUs to pin one generator thread each to.
+        cpus: Vec<usize>,
+    },
+    /// Plain loopback: two unpinned threads, every connection from 127.0.0.1. Kept for the
+    /// policies it misleads (`pinned`, `rr-sticky`), as a labelled lesson.
+    Plain,
+}
+
+/// How many source addresses the spread load uses: one per connection of the keep-alive
+/// workloads (64 clients).
+pub const SOURCES: u8 = 64;
+
+impl Load {
+    /// `spread` or `plain`, for the JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Load::Spread { .. } => "spread",
+            Load::Plain => "plain",
+        }
+    }
+
+    /// The source addresses: 127.0.0.2 to 127.0.0.(1 + [`SOURCES`]).
+    pub fn sources() -> Vec<IpAddr> {
+        (2..2 + SOURCES)
+            .map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d)))
+            .collect()
+    }
+}
 
 /// One way of loading a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +94,15 @@ impl Workload {
         self == Workload::KillWorker
     }
 
-    /// The load against `addr` for `duration`.
-    pub fn config(self, addr: SocketAddr, duration: Duration) -> Config {
+    /// The load against `addr` for `duration`, shaped by `load`.
+    pub fn config(self, addr: SocketAddr, duration: Duration, load: &Load) -> Config {
         let mut c = Config::new(addr);
         c.threads = 2;
+        if let Load::Spread { cpus } = load {
+            c.threads = cpus.len().max(2);
+            c.cpus.clone_from(cpus);
+            c.source_addrs = Load::sources();
+        }
         c.stop = Stop::Duration(duration);
         match self {
             Workload::KeepAlive | Workload::KillWorker => {
