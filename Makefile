@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -44,6 +44,10 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+
+# The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
+compare-builds:
+	bash benches/compare_builds.sh $(BEFORE)
 
 # The HTTP parser's fuzz target for a minute (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets a
 # stable toolchain use the sanitizer flags cargo-fuzz needs).
