@@ -261,24 +261,28 @@ impl Local {
         let seq = p.seq.load(Ordering::Relaxed);
         p.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
+        // `method target`, cut at the bound, copied in slices (this runs on every request)
+        // and stored a word at a time.
         let m = method.as_bytes();
         let t = target.as_bytes();
-        let len = (m.len() + 1 + t.len()).min(MAX_WHAT);
-        let mut word = [0u8; 8];
-        let mut at = 0;
-        let mut w = 0;
-        for b in m.iter().chain(b" ").chain(t).take(len) {
-            word[at] = *b;
-            at += 1;
-            if at == 8 {
-                p.what[w].store(u64::from_le_bytes(word), Ordering::Relaxed);
-                w += 1;
-                at = 0;
-            }
+        let mut buf = [0u8; MAX_WHAT];
+        let m_len = m.len().min(MAX_WHAT);
+        buf[..m_len].copy_from_slice(&m[..m_len]);
+        let mut len = m_len;
+        if len < MAX_WHAT {
+            buf[len] = b' ';
+            len += 1;
+            let t_len = t.len().min(MAX_WHAT - len);
+            buf[len..len + t_len].copy_from_slice(&t[..t_len]);
+            len += t_len;
         }
-        if at > 0 {
-            word[at..].fill(0);
-            p.what[w].store(u64::from_le_bytes(word), Ordering::Relaxed);
+        for (slot, word) in p
+            .what
+            .iter()
+            .zip(buf[..len.div_ceil(8) * 8].chunks_exact(8))
+        {
+            let word: [u8; 8] = word.try_into().expect("chunks of 8");
+            slot.store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         p.len.store(len as u64, Ordering::Relaxed);
         p.started.store(ns(self, now).max(1), Ordering::Relaxed);
