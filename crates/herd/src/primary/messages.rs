@@ -136,10 +136,12 @@ impl Primary {
                 self.cfg.board.listening(addr);
                 self.emit(Event::Listening(h, addr));
                 self.feed(Input::Listening(id));
+                self.maybe_started();
             }
             ToPrimary::Ready => {
                 tracing::info!(worker = id, pid = h.pid(), "worker ready");
                 self.feed(Input::Ready(id));
+                self.maybe_started();
             }
             ToPrimary::Message(data) => self.emit(Event::Message(h, data)),
             ToPrimary::Took(n) => self.with_dispatch(|d, ctx| d.took(id, n as usize, ctx)),
@@ -149,6 +151,13 @@ impl Primary {
                 let queues = crate::metrics::board::queues(&self.cfg.listeners, h.slot());
                 self.cfg.board.snapshot(id, snap, queues);
             }
+        }
+    }
+
+    /// Every slot has a ready worker: systemd hears the cluster started (once).
+    fn maybe_started(&mut self) {
+        if self.sup.all_ready() {
+            self.notifier.all_ready(self.cfg.settings.workers);
         }
     }
 

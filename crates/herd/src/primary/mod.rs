@@ -13,6 +13,7 @@ mod allow;
 mod dispatch;
 mod handle;
 mod messages;
+mod notify;
 pub(crate) mod spawn;
 mod supervisor;
 
@@ -104,6 +105,8 @@ pub(crate) struct Primary {
     next_health: Option<Instant>,
     /// How the cluster ended, once the supervisor said.
     exit: Option<Option<Error>>,
+    /// systemd's notification socket (`Type=notify`), if any.
+    notifier: notify::Notifier,
 }
 
 /// How often the heartbeat pages are sampled (and so, at most, how late a hang is seen
@@ -149,6 +152,7 @@ impl Primary {
             child_exited: false,
             next_health: None,
             exit: None,
+            notifier: notify::Notifier::from_env(),
         })
     }
 
@@ -269,6 +273,7 @@ impl Primary {
                     continue;
                 }
                 Action::StopListening => {
+                    self.notifier.stopping();
                     // New connections are refused once the queues are taken: the workers
                     // accept what is queued on their listeners, then close them.
                     self.cfg.listeners.close_all();
@@ -278,6 +283,7 @@ impl Primary {
                 Action::Reloaded => {
                     self.close_unused_listeners();
                     self.cfg.board.reload_finished(Ok(()));
+                    self.notifier.reloaded(Ok(()));
                     continue;
                 }
                 Action::Exit(fatal) => {
@@ -319,8 +325,14 @@ impl Primary {
                 within,
                 last,
             })),
-            Notice::ReloadStarted => self.cfg.board.reload_started(),
-            Notice::ReloadFailed(why) => self.cfg.board.reload_finished(Err(why)),
+            Notice::ReloadStarted => {
+                self.cfg.board.reload_started();
+                self.notifier.reloading();
+            }
+            Notice::ReloadFailed(why) => {
+                self.notifier.reloaded(Err(&why));
+                self.cfg.board.reload_finished(Err(why));
+            }
             Notice::ReloadRefused(why) => self.cfg.board.reload_refused(&why),
             Notice::Target(n) => self.cfg.board.target(n),
             Notice::SlotDown { slot, why } => self.cfg.board.slot_down(slot, Some(why)),

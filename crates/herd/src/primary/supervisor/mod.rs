@@ -377,6 +377,17 @@ impl Supervisor {
         self.workers.get(&id).is_some_and(|w| w.listened)
     }
 
+    /// Whether every slot has a current worker that is ready (listening, or `ready()`
+    /// under `wait_ready`).
+    pub(crate) fn all_ready(&self) -> bool {
+        let mut slots = self.slots.values().filter(|s| !s.removing).peekable();
+        slots.peek().is_some()
+            && slots.all(|s| {
+                s.current
+                    .is_some_and(|id| self.workers.get(&id).is_some_and(|w| w.ready))
+            })
+    }
+
     /// Whether the cluster is stopping.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.is_some()
