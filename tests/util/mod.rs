@@ -13,38 +13,21 @@ use std::time::{Duration, Instant};
 /// The path of example `name`, built first with the test's own profile (so a test file run
 /// alone, or after a change, never uses a missing or stale example).
 pub fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("tests run from target/<profile>/deps");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", name]);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let status = cmd.status().expect("run cargo to build the example");
-    assert!(status.success(), "building example {name} failed: {status}");
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+    build(&["--example", name], &format!("examples/{name}"))
 }
 
 /// The `herd` command (crates/herd-ctl), built first (once per test binary) with the test's
 /// own profile.
 pub fn herd_cli() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build_herd_cli).clone()
+    BUILT
+        .get_or_init(|| build(&["-p", "herd-ctl", "--bin", "herd"], "herd"))
+        .clone()
 }
 
-fn build_herd_cli() -> std::path::PathBuf {
+/// Runs `cargo build <what>` with the test's own profile (so a test file run alone, or after
+/// a change, never uses a missing or stale binary); returns `target/<profile>/<path>`.
+fn build(what: &[&str], path: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
@@ -52,7 +35,8 @@ fn build_herd_cli() -> std::path::PathBuf {
         .expect("tests run from target/<profile>/deps");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "-p", "herd-ctl", "--bin", "herd"]);
+        .args(["build", "--quiet"])
+        .args(what);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {
@@ -62,14 +46,11 @@ fn build_herd_cli() -> std::path::PathBuf {
             cmd.args(["--profile", other]);
         }
     }
-    let status = cmd.status().expect("run cargo to build the herd command");
-    assert!(
-        status.success(),
-        "building the herd command failed: {status}"
-    );
-    let path = profile_dir.join("herd");
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building {what:?} failed: {status}");
+    let built = profile_dir.join(path);
+    assert!(built.is_file(), "{} was not built", built.display());
+    built
 }
 
 /// The fixture cluster binary.
