@@ -161,11 +161,14 @@ impl Primary {
         }
     }
 
-    /// Workers other than `from` that can adopt connections: serving, and staying.
-    pub(super) fn adopters(&self, from: u32) -> impl Iterator<Item = u32> + '_ {
+    /// Workers (other than `except`) that can take connections from elsewhere (given back
+    /// by a draining worker, or left queued on a removed slot): serving, and staying.
+    pub(super) fn adopters(&self, except: Option<u32>) -> impl Iterator<Item = u32> + '_ {
         self.live
             .iter()
-            .filter(move |(id, l)| **id != from && self.sup.serving(**id) && l.channel.is_some())
+            .filter(move |(id, l)| {
+                Some(**id) != except && self.sup.serving(**id) && l.channel.is_some()
+            })
             .map(|(id, _)| *id)
     }
 
@@ -178,7 +181,7 @@ impl Primary {
             .live
             .get(&from)
             .and_then(|l| self.sup.current(l.handle.slot()));
-        let mut takers: Vec<u32> = self.adopters(from).collect();
+        let mut takers: Vec<u32> = self.adopters(Some(from)).collect();
         if let Some(s) = successor.filter(|s| takers.contains(s)) {
             takers = vec![s];
         }

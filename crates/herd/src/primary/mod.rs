@@ -403,7 +403,7 @@ impl Primary {
         live.handle.set_cause(cause);
         self.with_dispatch(|d, ctx| d.worker_leaving(id, ctx));
         // Its idle keep-alive connections go to a worker that stays, if one does.
-        let hand_back = !self.sup.stopping() && self.adopters(id).next().is_some();
+        let hand_back = !self.sup.stopping() && self.adopters(Some(id)).next().is_some();
         self.send(id, &ToWorker::Disconnect { hand_back }, &[]);
     }
 
@@ -542,16 +542,7 @@ impl Primary {
     fn slot_removed(&mut self, n: usize) {
         let queued = self.cfg.listeners.finish_remove_slot(n);
         tracing::info!(slot = n, moved = queued.len(), "slot removed");
-        let mut takers: Vec<u32> = self
-            .live
-            .iter()
-            .filter(|(id, l)| {
-                self.sup.listened(**id)
-                    && l.channel.is_some()
-                    && !l.handle.exited_after_disconnect()
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let mut takers: Vec<u32> = self.adopters(None).collect();
         takers.sort_unstable();
         if takers.is_empty() && !queued.is_empty() {
             tracing::warn!(
