@@ -25,17 +25,9 @@ fi
 cargo build --release --quiet -p herd-load --bin herd-load
 LOAD=target/release/herd-load
 
-STARTED=()
-cleanup() {
-    local pid
-    for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${STARTED[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+NAME=compare_builds
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 ticks() { # pids...: summed utime+stime
     local t=0 pid

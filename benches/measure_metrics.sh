@@ -20,40 +20,18 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 REQUESTS=${REQUESTS:-200000}
 
+NAME=measure_metrics
 TMP=$(mktemp -d /tmp/herd-metrics.XXXXXX)
-STARTED=()
-cleanup() {
-    local pid
-    for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${STARTED[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
-for tool in wrk strace python3 curl; do
-    command -v "$tool" >/dev/null || { echo "measure_metrics: $tool is not installed" >&2; exit 1; }
-done
+need_tools wrk strace python3 curl
 
 echo "== building (release)"
 cargo build --release --quiet -p herd-workspace --example hello
 cargo build --release --quiet -p herd-load --bin herd-load
 HELLO=target/release/examples/hello
 LOAD=target/release/herd-load
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # port
-    local i
-    for i in $(seq 1 100); do
-        curl -fs -o /dev/null "http://127.0.0.1:$1/" && return 0
-        sleep 0.05
-    done
-    echo "measure_metrics: nothing answers on port $1" >&2
-    exit 1
-}
 
 declare -A PORT PIDS
 start() { # name binary env...

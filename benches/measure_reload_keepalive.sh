@@ -14,44 +14,16 @@ DURATION=${DURATION:-12}
 RELOADS=${RELOADS:-3}
 ROUNDS=${ROUNDS:-2}
 
+NAME=measure_reload_keepalive
 TMP=$(mktemp -d /tmp/herd-reload.XXXXXX)
-STARTED=()
-cleanup() {
-    local pid
-    for pid in "${STARTED[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
-for tool in wrk nginx python3 curl; do
-    command -v "$tool" >/dev/null || { echo "measure_reload_keepalive: $tool is not installed" >&2; exit 1; }
-done
+need_tools wrk nginx python3 curl
 
 echo "== building (release)"
 cargo build --release --quiet -p herd-workspace --example hello
 HELLO=target/release/examples/hello
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # port
-    local i
-    for i in $(seq 1 100); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$1/"; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "measure_reload_keepalive: nothing answers on port $1" >&2
-    exit 1
-}
 
 HERD_PORT=$(free_port)
 PORT=$HERD_PORT WORKERS=2 RUST_LOG=warn NO_COLOR=1 "$HELLO" >"$TMP/herd.log" 2>&1 &
@@ -60,24 +32,7 @@ STARTED+=("$HERD_PID")
 wait_http "$HERD_PORT"
 
 NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx/logs"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 2;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$NGINX_PORT reuseport;
-        location / { return 200 "hello"; }
-    }
-}
-EOF
-nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-STARTED+=("$NGINX_PID")
-wait_http "$NGINX_PORT"
+start_nginx "$NGINX_PORT" "$TMP/nginx"
 
 # One wrk run with RELOADS reloads (the command in "$@") spread over it; prints
 # "requests errors detail".
