@@ -393,8 +393,12 @@ impl Cluster {
         self
     }
 
-    /// Serve `GET /metrics` (Prometheus text) from the primary on this address. Default:
-    /// `None` (no metrics endpoint). [`Cluster::run`] fails when it cannot listen there.
+    /// Serve the admin endpoints from the primary on this address: `GET /metrics`
+    /// (Prometheus text), `/readyz` (200 when every slot has a ready worker, no slot
+    /// crash-loops and the cluster is not stopping; else 503 and one line saying why) and
+    /// `/livez` (200 while the primary's loop turns; 503 when it has not for 5 s). `HEAD`
+    /// works on each. Default: `None` (no admin endpoint). [`Cluster::run`] fails when it
+    /// cannot listen there.
     pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
         self.metrics_addr = addr;
         self

@@ -388,6 +388,29 @@ impl Supervisor {
             })
     }
 
+    /// Why the cluster should not be sent traffic now (`/readyz`), or `None` when every
+    /// slot has a ready worker, no slot crash-loops and the cluster is not stopping. A
+    /// reload in progress (or one that failed, the old workers serving on) is ready.
+    pub(crate) fn unready(&self) -> Option<String> {
+        if self.stop.is_some() {
+            return Some("stopping: the workers are draining".into());
+        }
+        if let Some(n) = self.slots.iter().find(|(_, s)| s.failed).map(|(n, _)| n) {
+            return Some(format!("slot {n} crash-loops"));
+        }
+        if !self.all_ready() {
+            let active = self.active_slots();
+            let ready = self
+                .slots
+                .values()
+                .filter(|s| !s.removing)
+                .filter(|s| s.current.is_some_and(|id| self.is_ready(id)))
+                .count();
+            return Some(format!("{ready} of {active} workers ready"));
+        }
+        None
+    }
+
     /// Whether the cluster is stopping.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.is_some()

@@ -151,6 +151,11 @@ fn parse(step: &str) -> (u64, Input) {
 
 /// Runs `steps` (with `up N` expanded) and returns every action shown.
 fn run_with(s: Settings, steps: &[&str]) -> Vec<String> {
+    drive(s, steps).1
+}
+
+/// Runs `steps`; returns the supervisor after them and every action shown.
+fn drive(s: Settings, steps: &[&str]) -> (Supervisor, Vec<String>) {
     let t0 = Instant::now();
     let mut sup = Supervisor::new(s);
     let mut shown = Vec::new();
@@ -188,7 +193,7 @@ fn run_with(s: Settings, steps: &[&str]) -> Vec<String> {
             }
         }
     }
-    shown
+    (sup, shown)
 }
 
 fn run(steps: &[&str]) -> Vec<String> {
@@ -1038,4 +1043,88 @@ fn causes_reach_the_actions() {
     let got = run(&["0 start", "0 up 1", "0 up 2", "5 kill 1 15"]);
     assert_eq!(got[2], "kill 1 SIGTERM user");
     assert_eq!(Cause::Hang.to_string(), "hang");
+}
+
+/// (name, settings change, steps, what `unready` says after them).
+type ReadyCase = (
+    &'static str,
+    fn(&mut Settings),
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
+#[test]
+fn readiness() {
+    let table: &[ReadyCase] = &[
+        (
+            "booting",
+            same,
+            &["0 start", "0 up 1"],
+            Some("1 of 2 workers ready"),
+        ),
+        (
+            "every slot ready",
+            same,
+            &["0 start", "0 up 1", "0 up 2"],
+            None,
+        ),
+        (
+            "a slot restarting after a crash",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 exit 1 code 1"],
+            Some("1 of 2 workers ready"),
+        ),
+        (
+            "a reload in progress: the old workers serve",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 reload"],
+            None,
+        ),
+        (
+            "a failed reload: the old workers serve on",
+            same,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "10 reload",
+                "20 exit 3 code 1",
+            ],
+            None,
+        ),
+        (
+            "a crash-looping slot, even with a worker up",
+            |s| {
+                s.workers = 1;
+                s.crash_loop.crashes = 2;
+            },
+            &[
+                "0 start",
+                "0 up 1",
+                "10 exit 1 code 1",
+                "110 timer",
+                "110 up 2",
+                "120 exit 2 code 1",
+                "320 timer",
+                "320 up 3",
+            ],
+            Some("slot 0 crash-loops"),
+        ),
+        (
+            "stopping",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 sigterm"],
+            Some("stopping: the workers are draining"),
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, tweak, steps, want) in table {
+        let mut s = settings();
+        tweak(&mut s);
+        let got = drive(s, steps).0.unready();
+        if got.as_deref() != *want {
+            failed.push(format!("case: {name}\n got: {got:?}\n want: {want:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
