@@ -151,3 +151,120 @@ fn livez_fails_while_the_primary_loop_is_blocked() {
     c.signal(libc::SIGTERM);
     assert!(c.wait(20 * SEC).is_some(), "{}", c.stderr());
 }
+
+/// A temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("herd-health-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// hello with `SHUTDOWN_DELAY`: after SIGTERM, `/readyz` fails at once while the service
+/// still answers for the delay; then the cluster drains and exits.
+#[test]
+fn hello_serves_out_its_shutdown_delay_not_ready() {
+    let dir = TempDir::new("delay");
+    let maddr = admin();
+    let port = free_port();
+    let service: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Proc::start(
+        util::example("hello").to_str().unwrap(),
+        &[
+            ("PORT", &port.to_string()),
+            ("WORKERS", "2"),
+            ("METRICS_ADDR", &maddr.to_string()),
+            ("HERD_SOCKET", dir.0.join("h.sock").to_str().unwrap()),
+            ("SHUTDOWN_DELAY", "2.5"),
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + 20 * SEC;
+    while std::net::TcpStream::connect_timeout(&maddr, SEC).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no admin address: {}",
+            c.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until(maddr, "/readyz", 20 * SEC, |s, _| s == 200);
+    c.adopt(&util::children_of(c.pid()));
+    assert!(http_get(service, "/").unwrap().starts_with("HTTP/1.1 200"));
+
+    let term = Instant::now();
+    c.signal(libc::SIGTERM);
+    let (_, why) = until(maddr, "/readyz", 2 * SEC, |s, _| s == 503);
+    assert_eq!(
+        why,
+        "not ready: shutting down: serving out the shutdown delay, then draining\n"
+    );
+    // Alive, and serving: new connections get answers through the delay.
+    assert_eq!(probe(maddr, "GET", "/livez").0, 200);
+    let mut served = 0;
+    while term.elapsed() < Duration::from_millis(2000) {
+        let r = http_get(service, "/").expect("served during the delay");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        served += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served >= 5, "only {served} requests in the delay");
+    let status = c.wait(20 * SEC).expect("the cluster stops after the delay");
+    assert!(status.success(), "{status}: {}", c.stderr());
+    assert!(
+        term.elapsed() >= Duration::from_millis(2500),
+        "stopped after {:?}, before the delay ended",
+        term.elapsed()
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(&service, SEC).is_err(),
+        "the service port is closed after the stop"
+    );
+}
+
+/// A second SIGTERM during the delay skips the rest of it.
+#[test]
+fn a_second_sigterm_skips_the_shutdown_delay() {
+    let dir = TempDir::new("skip");
+    let maddr = admin();
+    let port = free_port();
+    let mut c = Proc::start(
+        util::example("hello").to_str().unwrap(),
+        &[
+            ("PORT", &port.to_string()),
+            ("WORKERS", "1"),
+            ("METRICS_ADDR", &maddr.to_string()),
+            ("HERD_SOCKET", dir.0.join("h.sock").to_str().unwrap()),
+            ("SHUTDOWN_DELAY", "60"),
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + 20 * SEC;
+    while std::net::TcpStream::connect_timeout(&maddr, SEC).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no admin address: {}",
+            c.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until(maddr, "/readyz", 20 * SEC, |s, _| s == 200);
+    c.adopt(&util::children_of(c.pid()));
+    c.signal(libc::SIGTERM);
+    until(maddr, "/readyz", 2 * SEC, |s, _| s == 503);
+    let second = Instant::now();
+    c.signal(libc::SIGTERM);
+    let status = c.wait(20 * SEC).expect("the second SIGTERM ends the delay");
+    assert!(status.success(), "{status}: {}", c.stderr());
+    assert!(second.elapsed() < 15 * SEC);
+}

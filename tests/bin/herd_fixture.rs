@@ -39,6 +39,9 @@ fn main() {
     if let Some(t) = ms("FIX_SHUTDOWN_MS") {
         cluster = cluster.shutdown_timeout(t);
     }
+    if let Some(d) = ms("FIX_SHUTDOWN_DELAY_MS") {
+        cluster = cluster.shutdown_delay(d);
+    }
     if let Some(first) = ms("FIX_BACKOFF_MS") {
         cluster = cluster.restart_backoff(first, first * 64, Duration::from_secs(60));
     }

@@ -47,6 +47,7 @@ pub struct Cluster {
     policy: Policy,
     backlog: i32,
     shutdown_timeout: Duration,
+    shutdown_delay: Duration,
     max_message: usize,
     wait_ready: bool,
     ready_timeout: Duration,
@@ -122,6 +123,7 @@ impl Cluster {
             policy: Policy::default(),
             backlog: 1024,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             max_message: crate::ipc::DEFAULT_MAX_MESSAGE,
             wait_ready: false,
             ready_timeout: Duration::from_secs(10),
@@ -260,6 +262,19 @@ impl Cluster {
     /// worker's drain deadline. Default: 30 s.
     pub fn shutdown_timeout(mut self, t: Duration) -> Self {
         self.shutdown_timeout = t;
+        self
+    }
+
+    /// How long the first SIGTERM or SIGINT leaves the cluster serving before it drains:
+    /// meanwhile `/readyz` answers 503 (and systemd's STATUS says so), so that a load
+    /// balancer or Kubernetes stops sending new traffic while the workers still take what
+    /// comes. A second SIGTERM or SIGINT skips the rest of the delay;
+    /// [`PrimaryHandle::stop`](crate::PrimaryHandle::stop) and `herd stop` do not wait for
+    /// it. Give the supervisor (Kubernetes' `terminationGracePeriodSeconds`, systemd's
+    /// `TimeoutStopSec`) at least the delay plus [`Cluster::shutdown_timeout`]. Default:
+    /// zero (drain at once).
+    pub fn shutdown_delay(mut self, d: Duration) -> Self {
+        self.shutdown_delay = d;
         self
     }
 
@@ -525,6 +540,7 @@ impl Cluster {
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            shutdown_delay: self.shutdown_delay,
             reload_batch: self.reload_batch,
             backoff: self.backoff,
             boot_timeout: self.boot_timeout,

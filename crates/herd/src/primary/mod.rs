@@ -343,6 +343,7 @@ impl Primary {
             Notice::ReloadRefused(why) => self.cfg.board.reload_refused(&why),
             Notice::Target(n) => self.cfg.board.target(n),
             Notice::SlotDown { slot, why } => self.cfg.board.slot_down(slot, Some(why)),
+            Notice::ShutdownDelay(d) => self.notifier.shutdown_delay(d),
         }
     }
 
@@ -464,10 +465,11 @@ impl Primary {
                 Command::Reload => self.feed(Input::Reload),
                 Command::Scale(n) => self.feed(Input::Scale(n)),
                 Command::Stop => self.feed(Input::Stop),
-                // What a second SIGTERM does: stop, and SIGKILL every worker now.
+                // What a second SIGTERM does: stop (no shutdown delay), and SIGKILL every
+                // worker now.
                 Command::StopNow => {
                     if !self.sup.stopping() {
-                        self.feed(Input::StopSignal);
+                        self.feed(Input::Stop);
                     }
                     self.feed(Input::StopSignal);
                 }

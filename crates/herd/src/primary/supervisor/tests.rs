@@ -21,6 +21,7 @@ fn settings() -> Settings {
         wait_ready: false,
         ready_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(30),
+        shutdown_delay: Duration::ZERO,
         reload_batch: 1,
         backoff: Backoff {
             first: Duration::from_millis(100),
@@ -71,6 +72,9 @@ fn show(a: &Action) -> Option<String> {
             last,
             ..
         }) => format!("failed slot {slot} {crashes} crashes, last {last}"),
+        Action::Notify(Notice::ShutdownDelay(d)) => {
+            format!("shutdown delay {:.1} s", d.as_secs_f64())
+        }
         Action::Log(Level::Info, _) => return None,
         // What the control plane's board is told: not a supervision decision.
         Action::Notify(
@@ -1127,4 +1131,104 @@ fn readiness() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+fn delay_1s(s: &mut Settings) {
+    s.shutdown_delay = Duration::from_secs(1);
+}
+
+#[test]
+fn shutdown_delay() {
+    check(&[
+        (
+            "a stop signal waits out the delay, serving, then drains",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "600 timer",
+                "1100 timer",
+                "1200 exit 1 code 0",
+                "1200 exit 2 code 0",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+                "exit ok",
+            ],
+        ),
+        (
+            "a second stop signal skips the rest of the delay; a third kills",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "200 sigterm",
+                "300 sigterm",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+                "warn: second stop signal: killing every worker now",
+                "kill 1 SIGKILL stop",
+                "kill 2 SIGKILL stop",
+            ],
+        ),
+        (
+            "a crashed worker restarts during the delay: the cluster still serves",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "200 exit 1 code 1",
+                "300 timer",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+            ],
+        ),
+        (
+            "Stop (the handle, herd stop) does not wait for the delay",
+            delay_1s,
+            &["0 start", "0 up 1", "0 up 2", "100 stop"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+            ],
+        ),
+    ]);
+    let (sup, _) = drive(
+        {
+            let mut s = settings();
+            delay_1s(&mut s);
+            s
+        },
+        &["0 start", "0 up 1", "0 up 2", "100 sigterm"],
+    );
+    assert_eq!(
+        sup.unready().as_deref(),
+        Some("shutting down: serving out the shutdown delay, then draining")
+    );
+    assert!(!sup.stopping(), "serving during the delay");
 }
