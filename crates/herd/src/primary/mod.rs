@@ -178,6 +178,7 @@ impl Primary {
                 .into_iter()
                 .chain(self.next_health)
                 .chain(self.cfg.dispatch.as_ref().and_then(|d| d.deadline()))
+                .chain(self.notifier.watchdog.as_ref().map(|w| w.deadline()))
                 .min()
                 .map_or(TICK, |t| {
                     t.saturating_duration_since(Instant::now()).min(TICK)
@@ -224,7 +225,12 @@ impl Primary {
                 self.with_dispatch(|d, ctx| d.timer(ctx));
             }
             // One lock per turn: what /livez and /readyz read from the control thread.
-            self.cfg.board.turned(Instant::now(), self.sup.unready());
+            let now = Instant::now();
+            self.cfg.board.turned(now, self.sup.unready());
+            if self.notifier.watchdog.is_some() {
+                let failing = self.sup.failing();
+                self.notifier.watchdog(now, failing.as_deref());
+            }
         }
         self.cfg.board.stopped();
         match self.exit.take().flatten() {
