@@ -171,3 +171,67 @@ fn as_pid_1_the_primary_reaps_orphans_and_stops_on_sigterm() {
     ns.init = None;
     assert!(status.success(), "{status}; seen:\n{}", ns.seen.join("\n"));
 }
+
+/// The hello example as a container entrypoint: PID 1, ready, and SIGTERM stops it.
+#[test]
+fn hello_as_pid_1_serves_and_stops_on_sigterm() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a PID namespace needs root");
+        return;
+    }
+    let port = free_port();
+    let admin = free_port();
+    let socket = std::env::temp_dir().join(format!("herd-pid1-{}.sock", std::process::id()));
+    let hello = util::example("hello");
+    let unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(&hello)
+        .envs([
+            ("PORT", port.to_string()),
+            ("WORKERS", "1".into()),
+            ("METRICS_ADDR", format!("127.0.0.1:{admin}")),
+            ("HERD_SOCKET", socket.to_str().unwrap().to_string()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let (_tx, lines) = channel();
+    let mut ns = Namespace {
+        unshare,
+        init: None,
+        lines,
+        seen: Vec::new(),
+    };
+    let uid = ns.unshare.id() as i32;
+    let init = eventually(5 * SEC, "unshare's child", || {
+        children(uid).first().map(|c| c.0)
+    });
+    ns.init = Some(init);
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    eventually(20 * SEC, "hello ready", || {
+        let r = util::http_get(admin, "/readyz").ok()?;
+        r.starts_with("HTTP/1.1 200").then_some(())
+    });
+    let service: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = util::http_get(service, "/").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // SAFETY: kill(2) on the namespace init this test started.
+    unsafe { libc::kill(init, libc::SIGTERM) };
+    let deadline = Instant::now() + 20 * SEC;
+    let status = loop {
+        if let Some(s) = ns.unshare.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hello as PID 1 did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ns.init = None;
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(socket.with_extension("sock.lock"));
+}
