@@ -127,6 +127,9 @@ fn livez_fails_while_the_primary_loop_is_blocked() {
             ("FIX_METRICS_ADDR", &maddr.to_string()),
             ("FIX_PRIMARY", "stall-on-reload"),
             ("FIX_STALL_MS", "7000"),
+            // Nothing else wakes the primary's loop: no counters, no health sampling.
+            ("FIX_STATS_MS", "0"),
+            ("FIX_RUN_TIMEOUT_MS", "0"),
         ],
         &[],
     );

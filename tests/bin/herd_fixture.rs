@@ -81,7 +81,8 @@ fn main() {
         cluster = cluster.metrics_addr(Some(addr.parse().unwrap()));
     }
     if let Some(t) = ms("FIX_STATS_MS") {
-        cluster = cluster.worker_metrics(Some(t));
+        // 0: workers do not count (and send no counters).
+        cluster = cluster.worker_metrics((!t.is_zero()).then_some(t));
     }
     if let Some(n) = var("FIX_BACKLOG") {
         cluster = cluster.backlog(n.parse().unwrap());
