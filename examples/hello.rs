@@ -10,8 +10,11 @@
 //! worker, SIGTERM/Ctrl-C stop gracefully.
 //!
 //! The control socket is on (`herd status`; env `HERD_SOCKET` moves it). `METRICS_ADDR=
-//! host:port` serves Prometheus metrics at `http://host:port/metrics`. `WORKER_METRICS=0`
-//! turns the workers' counting off (for measuring what it costs).
+//! host:port` serves Prometheus metrics at `http://host:port/metrics`, and the health checks
+//! `/readyz` and `/livez` on the same address. `SHUTDOWN_DELAY=<seconds>` (fractions allowed;
+//! default 0) keeps serving that long after SIGTERM, `/readyz` answering 503, before the
+//! workers drain (a second SIGTERM skips it). `WORKER_METRICS=0` turns the workers' counting
+//! off (for measuring what it costs).
 
 use std::process::ExitCode;
 
@@ -61,9 +64,13 @@ fn run(greeting: &str) -> Result<(), String> {
         _ => None,
     };
     let counting: u8 = env::env_or("WORKER_METRICS", 1)?;
+    let delay: f64 = env::env_or("SHUTDOWN_DELAY", 0.0)?;
+    let delay = std::time::Duration::try_from_secs_f64(delay)
+        .map_err(|_| format!("SHUTDOWN_DELAY={delay} is not valid: give seconds, e.g. 5 or 0.5"))?;
     let cluster = Cluster::new()
         .workers(workers)
         .metrics_addr(metrics)
+        .shutdown_delay(delay)
         .worker_metrics((counting != 0).then_some(std::time::Duration::from_secs(1)));
     let cluster = policy::apply(cluster, &policy_name)?;
     cluster

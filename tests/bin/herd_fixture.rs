@@ -39,6 +39,9 @@ fn main() {
     if let Some(t) = ms("FIX_SHUTDOWN_MS") {
         cluster = cluster.shutdown_timeout(t);
     }
+    if let Some(d) = ms("FIX_SHUTDOWN_DELAY_MS") {
+        cluster = cluster.shutdown_delay(d);
+    }
     if let Some(first) = ms("FIX_BACKOFF_MS") {
         cluster = cluster.restart_backoff(first, first * 64, Duration::from_secs(60));
     }
@@ -166,6 +169,13 @@ fn main() {
             _ => format!("EV other {ev:?}"),
         };
         say(line);
+        // FIX_PRIMARY=stall-on-reload: the primary's loop blocks FIX_STALL_MS in this
+        // callback when a reload forks its first new worker (what /livez must notice).
+        if let (Event::Fork(w), "stall-on-reload") = (ev, action.as_str()) {
+            if w.id() as usize == want + 1 {
+                std::thread::sleep(ms("FIX_STALL_MS").unwrap_or(Duration::from_secs(7)));
+            }
+        }
         if let Event::Listening(w, _) = ev {
             listening += 1;
             match action.as_str() {

@@ -47,6 +47,7 @@ pub struct Cluster {
     policy: Policy,
     backlog: i32,
     shutdown_timeout: Duration,
+    shutdown_delay: Duration,
     max_message: usize,
     wait_ready: bool,
     ready_timeout: Duration,
@@ -122,6 +123,7 @@ impl Cluster {
             policy: Policy::default(),
             backlog: 1024,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             max_message: crate::ipc::DEFAULT_MAX_MESSAGE,
             wait_ready: false,
             ready_timeout: Duration::from_secs(10),
@@ -263,6 +265,19 @@ impl Cluster {
         self
     }
 
+    /// How long the first SIGTERM or SIGINT leaves the cluster serving before it drains:
+    /// meanwhile `/readyz` answers 503 (and systemd's STATUS says so), so that a load
+    /// balancer or Kubernetes stops sending new traffic while the workers still take what
+    /// comes. A second SIGTERM or SIGINT skips the rest of the delay;
+    /// [`PrimaryHandle::stop`](crate::PrimaryHandle::stop) and `herd stop` do not wait for
+    /// it. Give the supervisor (Kubernetes' `terminationGracePeriodSeconds`, systemd's
+    /// `TimeoutStopSec`) at least the delay plus [`Cluster::shutdown_timeout`]. Default:
+    /// zero (drain at once).
+    pub fn shutdown_delay(mut self, d: Duration) -> Self {
+        self.shutdown_delay = d;
+        self
+    }
+
     /// The largest IPC message, in bytes, either way. Default: 1 MiB.
     pub fn max_message_bytes(mut self, n: usize) -> Self {
         self.max_message = n;
@@ -393,8 +408,12 @@ impl Cluster {
         self
     }
 
-    /// Serve `GET /metrics` (Prometheus text) from the primary on this address. Default:
-    /// `None` (no metrics endpoint). [`Cluster::run`] fails when it cannot listen there.
+    /// Serve the admin endpoints from the primary on this address: `GET /metrics`
+    /// (Prometheus text), `/readyz` (200 when every slot has a ready worker, no slot
+    /// crash-loops and the cluster is not stopping; else 503 and one line saying why) and
+    /// `/livez` (200 while the primary's loop turns; 503 when it has not for 5 s). `HEAD`
+    /// works on each. Default: `None` (no admin endpoint). [`Cluster::run`] fails when it
+    /// cannot listen there.
     pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
         self.metrics_addr = addr;
         self
@@ -521,6 +540,7 @@ impl Cluster {
             wait_ready: self.wait_ready,
             ready_timeout: self.ready_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            shutdown_delay: self.shutdown_delay,
             reload_batch: self.reload_batch,
             backoff: self.backoff,
             boot_timeout: self.boot_timeout,

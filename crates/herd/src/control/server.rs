@@ -1,5 +1,6 @@
 //! The control thread: one mio poll serving the control socket's clients and, when set, the
-//! `/metrics` endpoint. Every socket is non-blocking, every client has a deadline and a
+//! admin HTTP endpoints (`/metrics`, `/readyz`, `/livez`). Running apart from the primary's
+//! loop, it can tell when that loop stops turning. Every socket is non-blocking, every client has a deadline and a
 //! buffer limit, so garbage, huge frames and silent clients cost a few bytes and get closed;
 //! the primary's own loop is only reached through its command channel.
 
@@ -15,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
 use super::proto::{self, Frame, MAX_FRAME, VERSION};
-use crate::metrics::board::ReloadResult;
+use crate::metrics::board::{Health, ReloadResult, LIVE_BOUND};
 use crate::metrics::Board;
 use crate::primary::{Command, PrimaryHandle};
 
@@ -384,30 +385,41 @@ impl Server {
         }
     }
 
-    /// Answers `GET /metrics` (anything else: 404) and closes.
+    /// Answers `GET /metrics`, `/readyz` and `/livez` (and `HEAD` of each; anything else:
+    /// 404) and closes.
     fn http(&mut self, c: &mut Client) {
         if c.closing {
             return;
         }
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
+        let mut head_only = false;
         let (status, body, ctype) = match req.parse(&c.input) {
             Ok(httparse::Status::Complete(_)) => {
                 let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+                head_only = req.method == Some("HEAD");
                 match (req.method, path) {
-                    (Some("GET"), "/metrics") => (
+                    (Some("GET" | "HEAD"), "/metrics") => (
                         "200 OK",
                         crate::metrics::prom::render(&self.board.view()),
                         "text/plain; version=0.0.4; charset=utf-8",
                     ),
-                    (Some("GET"), _) => (
+                    (Some("GET" | "HEAD"), "/readyz") => {
+                        let (status, body) = readyz(&self.board.health());
+                        (status, body, "text/plain")
+                    }
+                    (Some("GET" | "HEAD"), "/livez") => {
+                        let (status, body) = livez(&self.board.health());
+                        (status, body, "text/plain")
+                    }
+                    (Some("GET" | "HEAD"), _) => (
                         "404 Not Found",
-                        "only /metrics is served here\n".to_string(),
+                        "served here: /metrics, /readyz, /livez\n".to_string(),
                         "text/plain",
                     ),
                     _ => (
                         "405 Method Not Allowed",
-                        "GET /metrics\n".to_string(),
+                        "GET or HEAD /metrics, /readyz, /livez\n".to_string(),
                         "text/plain",
                     ),
                 }
@@ -422,7 +434,9 @@ impl Server {
             )
             .as_bytes(),
         );
-        c.output.extend_from_slice(body.as_bytes());
+        if !head_only {
+            c.output.extend_from_slice(body.as_bytes());
+        }
         c.input.clear();
         c.closing = true;
     }
@@ -482,4 +496,31 @@ fn flush(c: &mut Client) -> bool {
         }
     }
     true
+}
+
+/// `/readyz`: 200 when every slot has a ready worker, no slot crash-loops and the cluster is
+/// not stopping (nor in its shutdown delay); else 503 and one line saying why.
+fn readyz(h: &Health) -> (&'static str, String) {
+    match &h.unready {
+        None => ("200 OK", "ready\n".into()),
+        Some(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
+    }
+}
+
+/// `/livez`: 200 while the primary's loop turns; 503 when it has not for [`LIVE_BOUND`].
+fn livez(h: &Health) -> (&'static str, String) {
+    match h.since_turn {
+        Some(d) if d <= LIVE_BOUND => ("200 OK", "alive\n".into()),
+        Some(d) => (
+            "503 Service Unavailable",
+            format!(
+                "not alive: the primary's loop has not turned for {:.1} s\n",
+                d.as_secs_f64()
+            ),
+        ),
+        None => (
+            "503 Service Unavailable",
+            "not alive: the primary's loop has not started\n".into(),
+        ),
+    }
 }

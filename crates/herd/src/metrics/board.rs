@@ -64,6 +64,27 @@ struct State {
     waiting_next: Vec<Sender<ReloadResult>>,
     waiting_now: Vec<Sender<ReloadResult>>,
     stopped: bool,
+    /// When the primary's loop last turned (`/livez`).
+    turned: Option<Instant>,
+    /// Why the cluster is not ready (`/readyz`), as of that turn.
+    unready: Option<String>,
+}
+
+/// `/livez` fails when the primary's loop has not turned for this long (it turns at least
+/// every [`TICK`]).
+pub(crate) const LIVE_BOUND: Duration = Duration::from_secs(5);
+
+/// The longest the primary's loop sleeps, so that `/livez` tells a blocked loop from an
+/// idle one.
+pub(crate) const TICK: Duration = Duration::from_secs(1);
+
+/// What `/readyz` and `/livez` say.
+#[derive(Debug, Clone)]
+pub(crate) struct Health {
+    /// Time since the primary's loop last turned; `None` before it first did.
+    pub since_turn: Option<Duration>,
+    /// Why the cluster is not ready, or `None` when it is.
+    pub unready: Option<String>,
 }
 
 /// See the module docs. Shared between the primary's loop and the control thread.
@@ -276,6 +297,29 @@ impl Board {
         waiters.append(&mut s.waiting_next);
         for w in waiters {
             let _ = w.send(Err("the cluster stopped before the reload finished".into()));
+        }
+    }
+
+    /// The primary's loop turned at `now`; `unready` says why the cluster should get no
+    /// traffic, if it should not.
+    pub(crate) fn turned(&self, now: Instant, unready: Option<String>) {
+        let mut s = self.lock();
+        s.turned = Some(now);
+        s.unready = unready;
+    }
+
+    /// What `/readyz` and `/livez` answer.
+    pub(crate) fn health(&self) -> Health {
+        let s = self.lock();
+        Health {
+            since_turn: s.turned.map(|t| t.elapsed()),
+            unready: if s.stopped {
+                Some("stopped".into())
+            } else if s.turned.is_none() {
+                Some("starting".into())
+            } else {
+                s.unready.clone()
+            },
         }
     }
 

@@ -4,7 +4,9 @@
 //! reaps, samples the workers' heartbeat pages and applies what the supervisor answers. One
 //! mio loop serves signals (through signal-hook's self-pipe), commands from
 //! [`PrimaryHandle`]s (crossbeam channel + mio Waker) and every worker's IPC socket; the
-//! supervisor's next deadline and the health-sampling period set the poll timeout.
+//! supervisor's next deadline and the health-sampling period set the poll timeout, never
+//! longer than a second: each turn tells the [`Board`] that the loop turns and whether the
+//! cluster is ready (what `/livez` and `/readyz` answer).
 //!
 //! Around it: `messages` (each worker's IPC channel, queryServer, hand-off plumbing),
 //! `spawn`, `dispatch` (the hook for hand-off policies) and `handle` (what the user holds).
@@ -49,6 +51,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat;
 use crate::ipc::{Channel, ToWorker};
 use crate::listen::Listeners;
+use crate::metrics::board::TICK;
 use crate::metrics::{Board, RestartReason};
 
 const SIGNALS: Token = Token(0);
@@ -176,8 +179,10 @@ impl Primary {
                 .chain(self.next_health)
                 .chain(self.cfg.dispatch.as_ref().and_then(|d| d.deadline()))
                 .min()
-                .map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                .map_or(TICK, |t| {
+                    t.saturating_duration_since(Instant::now()).min(TICK)
+                });
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(Error::io("the primary's poll failed", e));
                 }
@@ -218,6 +223,8 @@ impl Primary {
             {
                 self.with_dispatch(|d, ctx| d.timer(ctx));
             }
+            // One lock per turn: what /livez and /readyz read from the control thread.
+            self.cfg.board.turned(Instant::now(), self.sup.unready());
         }
         self.cfg.board.stopped();
         match self.exit.take().flatten() {
@@ -336,6 +343,7 @@ impl Primary {
             Notice::ReloadRefused(why) => self.cfg.board.reload_refused(&why),
             Notice::Target(n) => self.cfg.board.target(n),
             Notice::SlotDown { slot, why } => self.cfg.board.slot_down(slot, Some(why)),
+            Notice::ShutdownDelay(d) => self.notifier.shutdown_delay(d),
         }
     }
 
@@ -457,10 +465,11 @@ impl Primary {
                 Command::Reload => self.feed(Input::Reload),
                 Command::Scale(n) => self.feed(Input::Scale(n)),
                 Command::Stop => self.feed(Input::Stop),
-                // What a second SIGTERM does: stop, and SIGKILL every worker now.
+                // What a second SIGTERM does: stop (no shutdown delay), and SIGKILL every
+                // worker now.
                 Command::StopNow => {
                     if !self.sup.stopping() {
-                        self.feed(Input::StopSignal);
+                        self.feed(Input::Stop);
                     }
                     self.feed(Input::StopSignal);
                 }

@@ -81,6 +81,14 @@ impl Notifier {
         }
     }
 
+    /// A stop signal arrived: not ready, serving for `delay` before the stop.
+    pub(crate) fn shutdown_delay(&self, delay: std::time::Duration) {
+        self.send(&format!(
+            "STATUS=shutting down: not ready, serving for {:.1} s, then draining",
+            delay.as_secs_f64()
+        ));
+    }
+
     /// The cluster is stopping.
     pub(crate) fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");

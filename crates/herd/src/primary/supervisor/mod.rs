@@ -61,6 +61,8 @@ pub(crate) struct Settings {
     pub ready_timeout: Duration,
     /// How long a disconnected worker may take to leave, and a stop to finish.
     pub shutdown_timeout: Duration,
+    /// How long a stop signal leaves the cluster serving (not ready) before it drains.
+    pub shutdown_delay: Duration,
     pub reload_batch: usize,
     pub backoff: Backoff,
     /// Fork to ready (listening, or `ready()` with `wait_ready`); zero: off.
@@ -216,6 +218,9 @@ pub(crate) enum Notice {
     Target(usize),
     /// `slot` has no worker until its restart, for this reason.
     SlotDown { slot: usize, why: String },
+    /// A stop signal arrived: the cluster reports not ready and serves on for this long
+    /// before it drains.
+    ShutdownDelay(Duration),
 }
 
 /// A worker the supervisor is responsible for, from its spawn to its exit.
@@ -250,6 +255,8 @@ pub(crate) struct Supervisor {
     reload: Option<reload::Reload>,
     recycle: Option<recycle::InFlight>,
     stop: Option<stop::Stop>,
+    /// A stop signal's shutdown delay runs until then: not ready, still serving.
+    delay_until: Option<Instant>,
     /// Set by a rule that ends the cluster (reported by the exit).
     fatal: Option<Fatal>,
     /// The rule that set `fatal` said so itself: the stop does not repeat it.
@@ -271,6 +278,7 @@ impl Supervisor {
             reload: None,
             recycle: None,
             stop: None,
+            delay_until: None,
             fatal: None,
             fatal_said: false,
             connected_once: false,
@@ -347,6 +355,7 @@ impl Supervisor {
             .chain(self.reload_deadline())
             .chain(self.recycle_deadline())
             .chain(self.stop.as_ref().map(|s| s.deadline))
+            .chain(self.delay_until)
             .min()
     }
 
@@ -386,6 +395,32 @@ impl Supervisor {
                 s.current
                     .is_some_and(|id| self.workers.get(&id).is_some_and(|w| w.ready))
             })
+    }
+
+    /// Why the cluster should not be sent traffic now (`/readyz`), or `None` when every
+    /// slot has a ready worker, no slot crash-loops and the cluster is not stopping. A
+    /// reload in progress (or one that failed, the old workers serving on) is ready.
+    pub(crate) fn unready(&self) -> Option<String> {
+        if self.stop.is_some() {
+            return Some("stopping: the workers are draining".into());
+        }
+        if self.delay_until.is_some() {
+            return Some("shutting down: serving out the shutdown delay, then draining".into());
+        }
+        if let Some(n) = self.slots.iter().find(|(_, s)| s.failed).map(|(n, _)| n) {
+            return Some(format!("slot {n} crash-loops"));
+        }
+        if !self.all_ready() {
+            let active = self.active_slots();
+            let ready = self
+                .slots
+                .values()
+                .filter(|s| !s.removing)
+                .filter(|s| s.current.is_some_and(|id| self.is_ready(id)))
+                .count();
+            return Some(format!("{ready} of {active} workers ready"));
+        }
+        None
     }
 
     /// Whether the cluster is stopping.

@@ -1,5 +1,7 @@
 //! Stopping the cluster (SIGTERM/SIGINT, [`PrimaryHandle::stop`](crate::PrimaryHandle::stop),
-//! or a fatal rule): a reload or recycle in progress ends, no slot restarts, new connections
+//! or a fatal rule). A stop signal with a shutdown delay first only reports the cluster not
+//! ready and serves on for the delay (load balancers stop sending traffic meanwhile); a
+//! second signal cuts the delay short. Then the stop proper: a reload or recycle in progress ends, no slot restarts, new connections
 //! are refused ([`Action::StopListening`]), and every worker is disconnected: it finishes
 //! what it is doing and exits. At the shutdown timeout, or on a second SIGTERM/SIGINT, the
 //! workers still there are SIGKILLed. When the last one is gone the cluster exits: cleanly,
@@ -26,6 +28,7 @@ impl Supervisor {
         }
         self.reload = None;
         self.recycle = None;
+        self.delay_until = None;
         self.stop = Some(Stop {
             deadline: now + self.s.shutdown_timeout,
             killed: 0,
@@ -41,8 +44,32 @@ impl Supervisor {
         self.out.push(Action::StopListening);
     }
 
-    /// SIGTERM or SIGINT: the first stops gracefully, a second kills every worker now.
+    /// SIGTERM or SIGINT: the first stops gracefully (after the shutdown delay, if any; a
+    /// second during the delay skips the rest of it), a second during the stop kills every
+    /// worker now.
     pub(super) fn stop_signal(&mut self, now: Instant) {
+        if self.stop.is_none() && self.delay_until.is_some() {
+            self.log(
+                Level::Info,
+                "second stop signal: skipping the rest of the shutdown delay".into(),
+            );
+            self.begin_stop(now);
+            return;
+        }
+        if self.stop.is_none() && !self.s.shutdown_delay.is_zero() {
+            let d = self.s.shutdown_delay;
+            self.log(
+                Level::Info,
+                format!(
+                    "stop signal: not ready, serving for the shutdown delay ({:.1} s), then draining",
+                    d.as_secs_f64()
+                ),
+            );
+            self.delay_until = Some(now + d);
+            self.out
+                .push(Action::Notify(super::Notice::ShutdownDelay(d)));
+            return;
+        }
         if self.stop.is_none() {
             self.log(
                 Level::Info,
@@ -71,6 +98,14 @@ impl Supervisor {
     }
 
     pub(super) fn stop_timers(&mut self, now: Instant) {
+        if self.delay_until.is_some_and(|t| t <= now) {
+            self.log(
+                Level::Info,
+                "shutdown delay over: disconnecting every worker".into(),
+            );
+            self.begin_stop(now);
+            return;
+        }
         let due = self
             .stop
             .as_ref()

@@ -21,6 +21,7 @@ fn settings() -> Settings {
         wait_ready: false,
         ready_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(30),
+        shutdown_delay: Duration::ZERO,
         reload_batch: 1,
         backoff: Backoff {
             first: Duration::from_millis(100),
@@ -71,6 +72,9 @@ fn show(a: &Action) -> Option<String> {
             last,
             ..
         }) => format!("failed slot {slot} {crashes} crashes, last {last}"),
+        Action::Notify(Notice::ShutdownDelay(d)) => {
+            format!("shutdown delay {:.1} s", d.as_secs_f64())
+        }
         Action::Log(Level::Info, _) => return None,
         // What the control plane's board is told: not a supervision decision.
         Action::Notify(
@@ -151,6 +155,11 @@ fn parse(step: &str) -> (u64, Input) {
 
 /// Runs `steps` (with `up N` expanded) and returns every action shown.
 fn run_with(s: Settings, steps: &[&str]) -> Vec<String> {
+    drive(s, steps).1
+}
+
+/// Runs `steps`; returns the supervisor after them and every action shown.
+fn drive(s: Settings, steps: &[&str]) -> (Supervisor, Vec<String>) {
     let t0 = Instant::now();
     let mut sup = Supervisor::new(s);
     let mut shown = Vec::new();
@@ -188,7 +197,7 @@ fn run_with(s: Settings, steps: &[&str]) -> Vec<String> {
             }
         }
     }
-    shown
+    (sup, shown)
 }
 
 fn run(steps: &[&str]) -> Vec<String> {
@@ -1038,4 +1047,188 @@ fn causes_reach_the_actions() {
     let got = run(&["0 start", "0 up 1", "0 up 2", "5 kill 1 15"]);
     assert_eq!(got[2], "kill 1 SIGTERM user");
     assert_eq!(Cause::Hang.to_string(), "hang");
+}
+
+/// (name, settings change, steps, what `unready` says after them).
+type ReadyCase = (
+    &'static str,
+    fn(&mut Settings),
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
+#[test]
+fn readiness() {
+    let table: &[ReadyCase] = &[
+        (
+            "booting",
+            same,
+            &["0 start", "0 up 1"],
+            Some("1 of 2 workers ready"),
+        ),
+        (
+            "every slot ready",
+            same,
+            &["0 start", "0 up 1", "0 up 2"],
+            None,
+        ),
+        (
+            "a slot restarting after a crash",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 exit 1 code 1"],
+            Some("1 of 2 workers ready"),
+        ),
+        (
+            "a reload in progress: the old workers serve",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 reload"],
+            None,
+        ),
+        (
+            "a failed reload: the old workers serve on",
+            same,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "10 reload",
+                "20 exit 3 code 1",
+            ],
+            None,
+        ),
+        (
+            "a crash-looping slot, even with a worker up",
+            |s| {
+                s.workers = 1;
+                s.crash_loop.crashes = 2;
+            },
+            &[
+                "0 start",
+                "0 up 1",
+                "10 exit 1 code 1",
+                "110 timer",
+                "110 up 2",
+                "120 exit 2 code 1",
+                "320 timer",
+                "320 up 3",
+            ],
+            Some("slot 0 crash-loops"),
+        ),
+        (
+            "stopping",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 sigterm"],
+            Some("stopping: the workers are draining"),
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, tweak, steps, want) in table {
+        let mut s = settings();
+        tweak(&mut s);
+        let got = drive(s, steps).0.unready();
+        if got.as_deref() != *want {
+            failed.push(format!("case: {name}\n got: {got:?}\n want: {want:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+fn delay_1s(s: &mut Settings) {
+    s.shutdown_delay = Duration::from_secs(1);
+}
+
+#[test]
+fn shutdown_delay() {
+    check(&[
+        (
+            "a stop signal waits out the delay, serving, then drains",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "600 timer",
+                "1100 timer",
+                "1200 exit 1 code 0",
+                "1200 exit 2 code 0",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+                "exit ok",
+            ],
+        ),
+        (
+            "a second stop signal skips the rest of the delay; a third kills",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "200 sigterm",
+                "300 sigterm",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+                "warn: second stop signal: killing every worker now",
+                "kill 1 SIGKILL stop",
+                "kill 2 SIGKILL stop",
+            ],
+        ),
+        (
+            "a crashed worker restarts during the delay: the cluster still serves",
+            delay_1s,
+            &[
+                "0 start",
+                "0 up 1",
+                "0 up 2",
+                "100 sigterm",
+                "200 exit 1 code 1",
+                "300 timer",
+            ],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "shutdown delay 1.0 s",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+            ],
+        ),
+        (
+            "Stop (the handle, herd stop) does not wait for the delay",
+            delay_1s,
+            &["0 start", "0 up 1", "0 up 2", "100 stop"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+            ],
+        ),
+    ]);
+    let (sup, _) = drive(
+        {
+            let mut s = settings();
+            delay_1s(&mut s);
+            s
+        },
+        &["0 start", "0 up 1", "0 up 2", "100 sigterm"],
+    );
+    assert_eq!(
+        sup.unready().as_deref(),
+        Some("shutting down: serving out the shutdown delay, then draining")
+    );
+    assert!(!sup.stopping(), "serving during the delay");
 }
