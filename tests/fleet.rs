@@ -3,7 +3,8 @@
 //! builds, checks and tears down everything; this test asserts on its results).
 //!
 //! - a rolling deploy host by host loses nothing: driven by /readyz (SIGTERM with
-//!   SHUTDOWN_DELAY) when the build serves it, and through HAProxy's runtime API (drain);
+//!   SHUTDOWN_DELAY) through a backend that never retries, and through HAProxy's runtime API
+//!   (drain); the same restarts without the delay do fail requests (the control);
 //! - `herd reload --wait` host by host loses nothing;
 //! - a host killed outright (every process in its namespace) fails no more requests than its
 //!   processes could have had in flight, HAProxy marks it DOWN, and once restarted it gets
@@ -97,7 +98,7 @@ fn fleet_rolling_deploys_lose_nothing_and_a_killed_host_rejoins() {
     let _ = std::fs::remove_file(&results);
     let child = Command::new("python3")
         .arg(root.join("benches/fleet.py"))
-        .args(["--quick", "--scenarios", "rolling,drain,reload,kill"])
+        .args(["--quick", "--scenarios", "rolling,naive,drain,reload,kill"])
         .args(["--workers", "2", "--connections", "16"])
         .arg("--hello")
         .arg(&hello)
@@ -136,14 +137,11 @@ fn fleet_rolling_deploys_lose_nothing_and_a_killed_host_rejoins() {
     for r in rows {
         assert!(r.get("error").is_none(), "a scenario failed: {r}");
     }
-    let readyz = json["health"] == "/readyz";
-    let mut zero_loss = vec!["drain", "reload"];
-    if readyz {
-        zero_loss.push("rolling");
-    } else {
-        eprintln!("note: this hello has no /readyz; the rolling scenario was skipped");
-    }
-    for name in zero_loss {
+    assert_eq!(
+        json["health"], "/readyz",
+        "HAProxy must check /readyz: {text}"
+    );
+    for name in ["rolling", "drain", "reload"] {
         let r = row(name);
         assert!(r["requests"].as_u64().unwrap() > 0, "{name}: no load: {r}");
         assert_eq!(
@@ -151,6 +149,14 @@ fn fleet_rolling_deploys_lose_nothing_and_a_killed_host_rejoins() {
             "{name}: a rolling deploy lost requests: {r}"
         );
     }
+    // The control: the same restarts through the same no-retry backend, with the shutdown
+    // delay skipped, do fail requests; so it is readiness that kept `rolling` at zero.
+    let naive = row("naive");
+    assert!(
+        naive["failed"].as_u64().unwrap() > 0,
+        "naive: restarts without the readiness delay lost nothing, so the rolling scenario \
+         proves nothing: {naive}"
+    );
     let kill = row("kill");
     assert!(
         kill["requests"].as_u64().unwrap() > 0,
