@@ -110,6 +110,9 @@ pub(crate) struct Primary {
     exit: Option<Option<Error>>,
     /// systemd's notification socket (`Type=notify`), if any.
     notifier: notify::Notifier,
+    /// The primary is PID 1 (a container's init): orphans are reparented to it, and it
+    /// reaps them too.
+    init: bool,
 }
 
 /// How often the heartbeat pages are sampled (and so, at most, how late a hang is seen
@@ -156,6 +159,7 @@ impl Primary {
             next_health: None,
             exit: None,
             notifier: notify::Notifier::from_env(),
+            init: std::process::id() == 1,
         })
     }
 
@@ -178,6 +182,7 @@ impl Primary {
                 .into_iter()
                 .chain(self.next_health)
                 .chain(self.cfg.dispatch.as_ref().and_then(|d| d.deadline()))
+                .chain(self.notifier.watchdog.as_ref().map(|w| w.deadline()))
                 .min()
                 .map_or(TICK, |t| {
                     t.saturating_duration_since(Instant::now()).min(TICK)
@@ -224,7 +229,12 @@ impl Primary {
                 self.with_dispatch(|d, ctx| d.timer(ctx));
             }
             // One lock per turn: what /livez and /readyz read from the control thread.
-            self.cfg.board.turned(Instant::now(), self.sup.unready());
+            let now = Instant::now();
+            self.cfg.board.turned(now, self.sup.unready());
+            if self.notifier.watchdog.is_some() {
+                let failing = self.sup.failing();
+                self.notifier.watchdog(now, failing.as_deref());
+            }
         }
         self.cfg.board.stopped();
         match self.exit.take().flatten() {
@@ -519,6 +529,36 @@ impl Primary {
                 .exited(id, RestartReason::from(h.cause().unwrap_or(Cause::Crash)));
             self.emit(Event::Exit(h, exit));
             self.feed(Input::Exited(id, exit));
+        }
+        if self.init {
+            self.reap_orphans();
+        }
+    }
+
+    /// As PID 1, reaps every exited child that is not a worker: processes orphaned in the
+    /// container were reparented to the primary, and would stay zombies. A worker's exit
+    /// is only peeked at (WNOWAIT): its `Child` reaps it, so its status is not lost.
+    fn reap_orphans(&mut self) {
+        use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        // Bounded: every round reaps one zombie, or ends.
+        for _ in 0..4096 {
+            let Ok(Some(pid)) = waitid(Id::All, peek).map(|s| s.pid()) else {
+                return; // no child has exited (or none is left)
+            };
+            if self
+                .live
+                .values()
+                .any(|l| l.child.id() == pid.as_raw() as u32)
+            {
+                // A worker that exited since reap() looked: reaped on the next turn, and
+                // the orphans behind it then.
+                self.child_exited = true;
+                return;
+            }
+            if let Ok(status) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                tracing::debug!(pid = pid.as_raw(), ?status, "reaped an orphaned process");
+            }
         }
     }
 

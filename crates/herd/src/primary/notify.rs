@@ -4,14 +4,40 @@
 //!
 //! The variable is read once by the primary and removed, so that workers and the programs
 //! they start do not talk to systemd in the cluster's name. Without it, nothing is sent.
+//!
+//! `WatchdogSec=` (systemd's `WATCHDOG_USEC`, and `WATCHDOG_PID` when it names this
+//! process or is unset) asks for `WATCHDOG=1` at least that often: the primary sends it
+//! every half period while its loop turns and the cluster is healthy (see
+//! [`Watchdog`]). Both variables are removed too, as sd_watchdog_enabled(3) does.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
 
 /// The primary's end of the notification socket, if systemd gave one.
 pub(crate) struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     /// READY=1 went out for the cluster's start.
     started: bool,
+    /// systemd's watchdog, when it asked for one.
+    pub(crate) watchdog: Option<Watchdog>,
+}
+
+/// systemd's watchdog: `WATCHDOG=1` every half `period` while the cluster is healthy. A
+/// cluster that has been failing (a slot crash-loops, or no worker is ready) for a whole
+/// period is not: the pings stop and systemd acts (`Restart=`, `WatchdogSignal=`).
+pub(crate) struct Watchdog {
+    period: Duration,
+    /// When the next ping is due.
+    next: Instant,
+    /// Since when the cluster has been failing without a break.
+    failing_since: Option<Instant>,
+}
+
+impl Watchdog {
+    /// When the primary's loop must next wake for it.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.next
+    }
 }
 
 impl Notifier {
@@ -41,10 +67,45 @@ impl Notifier {
                 }
             }
         });
+        let watchdog = watchdog_from_env().map(|period| Watchdog {
+            period,
+            next: Instant::now(),
+            failing_since: None,
+        });
+        if watchdog.is_some() && target.is_none() {
+            crate::log::warn(format_args!(
+                "WATCHDOG_USEC is set without NOTIFY_SOCKET: systemd's watchdog cannot be fed"
+            ));
+        }
         Notifier {
             target,
             started: false,
+            watchdog,
         }
+    }
+
+    /// Feeds the watchdog if a ping is due at `now` and the cluster is healthy: `failing`
+    /// says whether it is failing now (a stopping cluster is not, while its loop turns).
+    pub(crate) fn watchdog(&mut self, now: Instant, failing: Option<&str>) {
+        let Some(w) = self.watchdog.as_mut() else {
+            return;
+        };
+        match failing {
+            None => w.failing_since = None,
+            Some(_) => {
+                w.failing_since.get_or_insert(now);
+            }
+        }
+        if now < w.next {
+            return;
+        }
+        w.next = now + w.period / 2;
+        let failed_for = w.failing_since.map(|t| now.saturating_duration_since(t));
+        if failed_for.is_some_and(|d| d >= w.period) {
+            tracing::debug!("watchdog not fed: {}", failing.unwrap_or_default());
+            return;
+        }
+        self.send("WATCHDOG=1");
     }
 
     fn send(&self, state: &str) {
@@ -92,6 +153,30 @@ impl Notifier {
     /// The cluster is stopping.
     pub(crate) fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");
+    }
+}
+
+/// The watchdog period systemd asked for (`WATCHDOG_USEC`, for this process by
+/// `WATCHDOG_PID` or for whoever reads it), if any; removes both variables.
+fn watchdog_from_env() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    std::env::remove_var("WATCHDOG_USEC");
+    std::env::remove_var("WATCHDOG_PID");
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    let usec = usec?;
+    match usec.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Some(Duration::from_micros(n)),
+        _ => {
+            crate::log::warn(format_args!(
+                "WATCHDOG_USEC={usec:?} is not a positive number of microseconds: no watchdog"
+            ));
+            None
+        }
     }
 }
 

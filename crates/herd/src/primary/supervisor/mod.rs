@@ -423,6 +423,22 @@ impl Supervisor {
         None
     }
 
+    /// Whether the cluster is failing now, and how (for systemd's watchdog): a slot
+    /// crash-loops, or not one worker is ready. A stopping cluster is not failing.
+    pub(crate) fn failing(&self) -> Option<String> {
+        if self.stop.is_some() {
+            return None;
+        }
+        if let Some(n) = self.slots.iter().find(|(_, s)| s.failed).map(|(n, _)| n) {
+            return Some(format!("slot {n} crash-loops"));
+        }
+        let any_ready = self
+            .slots
+            .values()
+            .any(|s| s.current.is_some_and(|id| self.is_ready(id)));
+        (!any_ready).then(|| "no worker is ready".to_string())
+    }
+
     /// Whether the cluster is stopping.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.is_some()
