@@ -536,9 +536,9 @@ SCENARIOS = {"steady": steady, "rolling": rolling, "naive": naive, "drain": drai
 
 
 def build_release():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "hello",
-                    "-p", "herd-ctl", "--bin", "herd", "-p", "herd-load", "--bin", "herd-load"],
-                   cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "herd-workspace",
+                    "--example", "hello", "-p", "herd-ctl", "--bin", "herd",
+                    "-p", "herd-load", "--bin", "herd-load"], cwd=ROOT, check=True)
     rel = os.path.join(ROOT, "target", "release")
     return (os.path.join(rel, "examples", "hello"), os.path.join(rel, "herd"),
             os.path.join(rel, "herd-load"))
