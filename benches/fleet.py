@@ -116,16 +116,22 @@ def remove_leftovers():
     """Namespaces of earlier runs whose script is gone (killed before it could clean up)."""
     for name in netns_names():
         m = PREFIX_RE.match(name)
-        if m and int(m.group(1)) != os.getpid() and not alive(int(m.group(1))):
+        # Ours by pid can only be a dead run's whose pid came round again: none made yet.
+        if m and (int(m.group(1)) == os.getpid() or not alive(int(m.group(1)))):
             log(f"removing leftover namespace {name}")
             kill_netns(name)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = re.match(r"^herd-fleet-(\d+)-", name)
+        if m and not alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
 
 
 class Fleet:
     def __init__(self, opts):
         self.opts = opts
         self.prefix = f"hfl{os.getpid()}-"
-        self.tmp = tempfile.mkdtemp(prefix="herd-fleet-")
+        self.tmp = tempfile.mkdtemp(prefix=f"herd-fleet-{os.getpid()}-")
         self.made = []  # namespaces created, to delete
         self.hosts = {}  # host -> Popen of its primary
         self.starts = {h: 0 for h in HOSTS}
@@ -166,6 +172,9 @@ class Fleet:
             self.wait_state(h, lambda s: s["status"] == "UP", 10, "UP")
 
     def teardown(self):
+        # A second Ctrl-C or SIGTERM must not cut the teardown short.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         for name in self.made:
             kill_netns(name)
         for p in list(self.hosts.values()) + [self.haproxy]:
