@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fleet fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -44,6 +44,11 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+
+# Three herd hosts in network namespaces behind HAProxy (root): rolling deploys and a killed
+# host under new-connection load; prints scenario, requests, failed, p99.
+fleet:
+	python3 benches/fleet.py
 
 # The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
 compare-builds:

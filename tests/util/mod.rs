@@ -27,7 +27,7 @@ pub fn herd_cli() -> std::path::PathBuf {
 
 /// Runs `cargo build <what>` with the test's own profile (so a test file run alone, or after
 /// a change, never uses a missing or stale binary); returns `target/<profile>/<path>`.
-fn build(what: &[&str], path: &str) -> std::path::PathBuf {
+pub fn build(what: &[&str], path: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
