@@ -1,7 +1,10 @@
 //! The worker's side of the cluster: its IPC channel to the primary, `listen` through the
 //! primary (Node's queryServer), messages, and serving with the event loop.
 
+mod heartbeat;
 mod hooks;
+
+pub use heartbeat::Heartbeat;
 
 use std::collections::VecDeque;
 use std::io;
@@ -223,6 +226,19 @@ impl Worker {
     /// The CPU this worker's slot is pinned to, under a pinned policy.
     pub fn cpu(&self) -> Option<usize> {
         self.env.cpu
+    }
+
+    /// The cluster's shutdown timeout ([`crate::Cluster::shutdown_timeout`]): how long this
+    /// worker has, once asked to leave, before the primary SIGKILLs it.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.env.drain
+    }
+
+    /// This worker's heartbeat page, for a worker that serves with a loop of its own (not
+    /// [`Worker::serve`]) and wants the primary's watchdog to see it hang; `None` when the
+    /// primary passed no page. See [`Heartbeat`].
+    pub fn heartbeat(&self) -> Option<Heartbeat> {
+        Heartbeat::attached()
     }
 
     /// A sender for messages to the primary, for use from any thread.
