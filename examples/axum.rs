@@ -9,7 +9,11 @@
 //! `SHUTDOWN_TIMEOUT_MS` (how long a leaving worker has before it is SIGKILLed; default
 //! herd's 30 s), `IGNORE_SHUTDOWN=1` serves without hearing the primary, as a plain axum
 //! app would: then every reload waits for the shutdown timeout and SIGKILLs the old workers
-//! (for showing what herd-tokio is for).
+//! (for showing what herd-tokio is for). `LINGER_MS` sets herd-tokio's linger (default:
+//! 1 s, or a quarter of the shutdown timeout). `RUN_TIMEOUT_MS` sets the watchdog's run
+//! timeout (default herd's 30 s); `GET /block` blocks a runtime thread for 20 s, as a
+//! handler that blocks would: block every runtime thread (2) and the watchdog reports the
+//! worker hung and replaces it.
 //!
 //! Limits: herd's worker metrics and `max_requests` do not count these requests, and idle
 //! keep-alive connections are closed at the end of the linger rather than handed over.
@@ -48,21 +52,33 @@ fn run() -> Result<(), String> {
     )?;
     let shutdown_ms: u64 = env::env_or("SHUTDOWN_TIMEOUT_MS", 30_000)?;
     let ignore: u8 = env::env_or("IGNORE_SHUTDOWN", 0)?;
+    let linger: Option<u64> = match std::env::var("LINGER_MS") {
+        Ok(_) => Some(env::env_or("LINGER_MS", 0)?),
+        Err(_) => None,
+    };
+    let run_ms: u64 = env::env_or("RUN_TIMEOUT_MS", 30_000)?;
     Cluster::new()
         .workers(workers)
         .shutdown_timeout(Duration::from_millis(shutdown_ms))
+        .run_timeout(Duration::from_millis(run_ms))
         .run(move |worker| {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(serve(worker, port, ignore != 0))
+            let linger = linger.map(Duration::from_millis);
+            rt.block_on(serve(worker, port, ignore != 0, linger))
         })
         .map_err(|e| e.to_string())
 }
 
 /// Serves hello on `port` until herd asks this worker to leave (or forever, when `ignore`).
-async fn serve(worker: herd::Worker, port: u16, ignore: bool) -> herd::Result<()> {
+async fn serve(
+    worker: herd::Worker,
+    port: u16,
+    ignore: bool,
+    linger: Option<Duration>,
+) -> herd::Result<()> {
     let body = format!(
         "Hello from worker {} (pid {})\n",
         worker.id(),
@@ -70,11 +86,15 @@ async fn serve(worker: herd::Worker, port: u16, ignore: bool) -> herd::Result<()
     );
     let id = HeaderValue::from(worker.id());
     let mut worker = herd_tokio::Worker::new(worker);
+    if let Some(linger) = linger {
+        worker = worker.linger(linger);
+    }
     let listener = worker.listen(("0.0.0.0", port))?;
     let shutdown = worker.start();
     let closing = shutdown.clone();
     let app = Router::new()
         .route("/", get(move || async move { body }))
+        .route("/block", get(block))
         .layer(map_response(move |mut res: Response| {
             res.headers_mut()
                 .insert(HeaderName::from_static("x-herd-worker"), id.clone());
@@ -90,4 +110,10 @@ async fn serve(worker: herd::Worker, port: u16, ignore: bool) -> herd::Result<()
             .await?;
     }
     Ok(())
+}
+
+/// Blocks this runtime thread (what a handler must never do on an async runtime).
+async fn block() -> &'static str {
+    std::thread::sleep(Duration::from_secs(20));
+    "blocked\n"
 }
