@@ -10,16 +10,23 @@ use herd::{ErrorKind, WorkerEvent, WorkerSender};
 use crate::listener::Listener;
 use crate::shutdown::{Drain, Shutdown};
 
+/// A callback for messages from the primary.
+type OnMessage = Box<dyn FnMut(&[u8]) + Send>;
+
 /// The longest linger by default.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// A herd worker that serves with a tokio server: wrap the [`herd::Worker`] that
 /// [`herd::Cluster::run`] gives, take its listeners, then [`Worker::start`].
+///
+/// Under [`herd::Cluster::wait_ready`], call `worker.herd().ready()` once the application
+/// is ready (a reload replaces the old worker only then); otherwise the worker counts as
+/// ready when it listens.
 pub struct Worker {
     inner: herd::Worker,
     drain: Arc<Drain>,
     linger: Duration,
-    on_message: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    on_message: Option<OnMessage>,
 }
 
 impl std::fmt::Debug for Worker {
