@@ -14,7 +14,8 @@
 //!   ([`herd::Cluster::run_timeout`]) sees a runtime that stopped.
 //! - [`Shutdown::signal`] is the future for the server's graceful shutdown
 //!   (`axum::serve(..).with_graceful_shutdown(..)`, hyper's `graceful_shutdown`): it
-//!   resolves a short linger after the request to leave. During the linger responses carry
+//!   resolves a short linger after the request to leave (sooner once the worker has no
+//!   connection open). During the linger responses carry
 //!   `Connection: close` ([`Shutdown::connection_close`]), so busy keep-alive clients are
 //!   told to reconnect instead of racing a close; when it resolves the server closes the
 //!   idle connections and finishes the requests in flight.
@@ -57,6 +58,9 @@ mod listener;
 mod shutdown;
 mod worker;
 
-pub use listener::Listener;
+pub use listener::{Conn, Listener};
 pub use shutdown::Shutdown;
 pub use worker::Worker;
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::shutdown::Drain;
@@ -29,15 +32,21 @@ impl Listener {
     ///
     /// # Errors
     /// As [`TcpListener::accept`].
-    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+    pub async fn accept(&self) -> io::Result<(Conn, SocketAddr)> {
         if self.drain.is_draining() {
             return std::future::pending().await;
         }
-        tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
-            () = self.drain.wait() => std::future::pending().await,
-            accepted = self.inner.accept() => accepted,
-        }
+            () = self.drain.wait() => return std::future::pending().await,
+            accepted = self.inner.accept() => accepted?,
+        };
+        self.drain.opened();
+        let conn = Conn {
+            stream,
+            drain: self.drain.clone(),
+        };
+        Ok((conn, peer))
     }
 
     /// The address served (the real port when the cluster asked for port 0).
@@ -49,9 +58,81 @@ impl Listener {
     }
 
     /// The tokio socket, for a server that takes one (it then accepts after the worker
-    /// drains: stop it yourself on [`Shutdown::draining`](crate::Shutdown::draining)).
+    /// drains: stop it yourself on [`Shutdown::draining`](crate::Shutdown::draining)). Its
+    /// connections are not counted: [`Shutdown::signal`](crate::Shutdown::signal) then
+    /// always waits the whole linger.
     pub fn into_inner(self) -> TcpListener {
+        self.drain.untrack();
         self.inner
+    }
+}
+
+/// A connection accepted by a [`Listener`]: a [`TcpStream`] (through `Deref`) that the
+/// worker counts while it is open, so that its shutdown need not wait for the linger once
+/// every connection is closed.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    drain: Arc<Drain>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.drain.closed();
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -67,10 +148,10 @@ fn connection_error(e: &io::Error) -> bool {
 
 #[cfg(feature = "axum")]
 impl axum::serve::Listener for Listener {
-    type Io = TcpStream;
+    type Io = Conn;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
         loop {
             match Listener::accept(self).await {
                 Ok(accepted) => return accepted,

@@ -14,6 +14,11 @@ use tokio::sync::watch;
 pub(crate) struct Drain {
     draining: AtomicBool,
     tx: watch::Sender<bool>,
+    /// Connections accepted through a [`Listener`](crate::Listener) and still open.
+    open: watch::Sender<usize>,
+    /// A listener was taken out ([`Listener::into_inner`](crate::Listener::into_inner)): its
+    /// connections are not counted, so the linger always runs to its end.
+    untracked: AtomicBool,
 }
 
 impl Drain {
@@ -21,7 +26,30 @@ impl Drain {
         Arc::new(Drain {
             draining: AtomicBool::new(false),
             tx: watch::Sender::new(false),
+            open: watch::Sender::new(0),
+            untracked: AtomicBool::new(false),
         })
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    pub(crate) fn untrack(&self) {
+        self.untracked.store(true, Ordering::Release);
+    }
+
+    /// Resolves when no counted connection is open, or never when some are not counted.
+    async fn idle(&self) {
+        if self.untracked.load(Ordering::Acquire) {
+            return std::future::pending().await;
+        }
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// The primary asked this worker to leave (or is gone).
@@ -64,15 +92,19 @@ impl Shutdown {
     }
 
     /// Resolves the linger ([`Worker::linger`](crate::Worker::linger)) after
-    /// [`Shutdown::draining`]: the future to give the server's graceful shutdown, which
-    /// then closes idle connections, finishes the requests in flight and returns. The
-    /// worker should then return from its closure, so that its process exits before the
-    /// shutdown timeout.
+    /// [`Shutdown::draining`], or as soon as the worker's [`Listener`](crate::Listener)s have
+    /// no connection open: the future to give the server's graceful shutdown, which then
+    /// closes idle connections, finishes the requests in flight and returns. The worker
+    /// should then return from its closure, so that its process exits before the shutdown
+    /// timeout.
     pub fn signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let this = self.clone();
         async move {
             this.draining().await;
-            tokio::time::sleep(this.linger).await;
+            tokio::select! {
+                () = tokio::time::sleep(this.linger) => {}
+                () = this.drain.idle() => {}
+            }
             tracing::debug!("herd-tokio: graceful shutdown starts");
         }
     }
