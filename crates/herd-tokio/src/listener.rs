@@ -16,6 +16,49 @@ use crate::shutdown::Drain;
 /// on the tokio runtime. Once the worker is asked to leave, [`Listener::accept`] takes no
 /// more connections: those still queued stay in the socket, which the primary keeps open,
 /// for the worker that replaces this one.
+///
+/// With axum (feature `axum`), pass it to `axum::serve`. With hyper, accept until the
+/// shutdown signal, shut each connection down gracefully on it, and wait for them all:
+///
+/// ```no_run
+/// use std::convert::Infallible;
+///
+/// use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
+/// use hyper_util::rt::TokioIo;
+///
+/// async fn serve(listener: herd_tokio::Listener, shutdown: herd_tokio::Shutdown) {
+///     let signal = shutdown.signal();
+///     tokio::pin!(signal);
+///     loop {
+///         let conn = tokio::select! {
+///             accepted = listener.accept() => match accepted {
+///                 Ok((conn, _peer)) => conn,
+///                 Err(_) => continue,
+///             },
+///             () = &mut signal => break,
+///         };
+///         let shutdown = shutdown.clone();
+///         tokio::spawn(async move {
+///             let closing = shutdown.clone();
+///             let service = service_fn(move |_req: Request<Incoming>| {
+///                 let mut res = Response::new("hello\n".to_string());
+///                 closing.connection_close(res.headers_mut());
+///                 async move { Ok::<_, Infallible>(res) }
+///             });
+///             let conn = http1::Builder::new().serve_connection(TokioIo::new(conn), service);
+///             let signal = shutdown.signal();
+///             tokio::pin!(conn, signal);
+///             tokio::select! {
+///                 _ = conn.as_mut() => return,
+///                 () = &mut signal => conn.as_mut().graceful_shutdown(),
+///             }
+///             let _ = conn.await;
+///         });
+///     }
+///     // The requests in flight finish before the worker returns and its runtime goes.
+///     shutdown.connections_closed().await;
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     inner: TcpListener,

@@ -48,6 +48,11 @@ impl Drain {
         if self.untracked.load(Ordering::Acquire) {
             return std::future::pending().await;
         }
+        self.all_closed().await
+    }
+
+    /// Resolves when no counted connection is open.
+    async fn all_closed(&self) {
         let mut rx = self.open.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
     }
@@ -107,6 +112,14 @@ impl Shutdown {
             }
             tracing::debug!("herd-tokio: graceful shutdown starts");
         }
+    }
+
+    /// Resolves once every connection accepted through the worker's
+    /// [`Listener`](crate::Listener)s ([`Conn`](crate::Conn)s) is closed (at once when none
+    /// is open). A server with an accept loop of its own awaits it after
+    /// [`Shutdown::signal`], before it returns and the runtime drops the connections' tasks.
+    pub async fn connections_closed(&self) {
+        self.drain.all_closed().await
     }
 
     /// Adds `Connection: close` to a response's `headers` while the worker drains, and says

@@ -74,8 +74,18 @@ async fn the_signal_waits_the_linger_only_while_connections_are_open() {
     drain.begin();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!signal.is_finished(), "resolved with a connection open");
+    let waiting = tokio::spawn({
+        let s = s.clone();
+        async move { s.connections_closed().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "a connection is open");
     let closed = Instant::now();
     drop(conn);
+    timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("connections_closed resolves once the last one closed")
+        .unwrap();
     timeout(Duration::from_secs(5), signal)
         .await
         .expect("resolves once the last connection closed")
