@@ -1,7 +1,8 @@
-//! herd-tokio: an axum server (examples/axum.rs) under herd. Two rolling reloads under load
-//! (keep-alive clients and new-connection clients at once) fail no request and kill no
-//! worker; the same app without herd-tokio's shutdown has every old worker SIGKILLed at the
-//! shutdown timeout; a runtime whose threads all block is seen by the watchdog.
+//! herd-tokio: an axum server (examples/axum.rs) and a bare hyper one (examples/hyper.rs)
+//! under herd. Two rolling reloads under load (keep-alive clients and new-connection
+//! clients at once) fail no request and kill no worker; the same axum app without
+//! herd-tokio's shutdown has every old worker SIGKILLed at the shutdown timeout; a runtime
+//! whose threads all block is seen by the watchdog.
 //! `cargo test --test tokio_adapter -- --nocapture` prints the figures.
 
 mod lost;
@@ -88,9 +89,19 @@ fn reload(app: &mut Hello, exited: usize) {
 }
 
 #[test]
-fn reloads_under_load_fail_no_request_and_kill_no_worker() {
+fn axum_reloads_under_load_fail_no_request_and_kill_no_worker() {
+    reloads_under_load("axum");
+}
+
+#[test]
+fn hyper_reloads_under_load_fail_no_request_and_kill_no_worker() {
+    reloads_under_load("hyper");
+}
+
+/// Two rolling reloads of example `name` under keep-alive and new-connection load.
+fn reloads_under_load(name: &str) {
     let _serial = serial();
-    let exe = example("axum");
+    let exe = example(name);
     let mut app = Hello::start_with(&exe, 2, &[("SHUTDOWN_TIMEOUT_MS", SHUTDOWN_MS)]);
     let keepalive = Load::start(app.addr, Mode::KeepAlive, 16);
     let close = Load::start(app.addr, Mode::Close, 16);
@@ -102,7 +113,7 @@ fn reloads_under_load_fail_no_request_and_kill_no_worker() {
     let ka = keepalive.finish();
     let cl = close.finish();
     eprintln!(
-        "[axum, 2 reloads] keep-alive: {} sent, {} ok, {:?}; new connection: {} sent, {} ok, {:?}",
+        "[{name}, 2 reloads] keep-alive: {} sent, {} ok, {:?}; new connection: {} sent, {} ok, {:?}",
         ka.0, ka.1, ka.3, cl.0, cl.1, cl.3
     );
     for (what, (sent, completed, abandoned, errors)) in [("keep-alive", ka), ("close", cl)] {
