@@ -1,6 +1,6 @@
 //! herd-tokio: an axum server (examples/axum.rs) and a bare hyper one (examples/hyper.rs)
-//! under herd. Two rolling reloads under load (keep-alive clients and new-connection
-//! clients at once) fail no request and kill no worker; the same axum app without
+//! under herd. Two rolling reloads and a scale-down under load (keep-alive clients and
+//! new-connection clients at once) fail no request and kill no worker; the same axum app without
 //! herd-tokio's shutdown has every old worker SIGKILLed at the shutdown timeout; a runtime
 //! whose threads all block is seen by the watchdog.
 //! `cargo test --test tokio_adapter -- --nocapture` prints the figures.
@@ -89,16 +89,17 @@ fn reload(app: &mut Hello, exited: usize) {
 }
 
 #[test]
-fn axum_reloads_under_load_fail_no_request_and_kill_no_worker() {
+fn axum_reloads_and_a_scale_down_fail_no_request_and_kill_no_worker() {
     reloads_under_load("axum");
 }
 
 #[test]
-fn hyper_reloads_under_load_fail_no_request_and_kill_no_worker() {
+fn hyper_reloads_and_a_scale_down_fail_no_request_and_kill_no_worker() {
     reloads_under_load("hyper");
 }
 
-/// Two rolling reloads of example `name` under keep-alive and new-connection load.
+/// Two rolling reloads and a scale-down of example `name` under keep-alive and
+/// new-connection load.
 fn reloads_under_load(name: &str) {
     let _serial = serial();
     let exe = example(name);
@@ -110,10 +111,14 @@ fn reloads_under_load(name: &str) {
     std::thread::sleep(SEC / 2);
     reload(&mut app, 4);
     std::thread::sleep(SEC / 2);
+    // A scale-down disconnects a worker too.
+    app.proc.signal(libc::SIGTTOU);
+    app.wait_count("cause=scale", 1, 30 * SEC);
+    std::thread::sleep(SEC / 2);
     let ka = keepalive.finish();
     let cl = close.finish();
     eprintln!(
-        "[{name}, 2 reloads] keep-alive: {} sent, {} ok, {:?}; new connection: {} sent, {} ok, {:?}",
+        "[{name}, 2 reloads, 1 scale-down] keep-alive: {} sent, {} ok, {:?}; new connection: {} sent, {} ok, {:?}",
         ka.0, ka.1, ka.3, cl.0, cl.1, cl.3
     );
     for (what, (sent, completed, abandoned, errors)) in [("keep-alive", ka), ("close", cl)] {
@@ -122,8 +127,9 @@ fn reloads_under_load(name: &str) {
         assert_eq!(abandoned, 0, "{what}");
         assert!(sent > 0, "{what}: the load ran");
     }
-    let exits = app.lines("cause=reload");
+    let mut exits = app.lines("cause=reload");
     assert_eq!(exits.len(), 4, "{exits:#?}");
+    exits.extend(app.lines("cause=scale"));
     for line in &exits {
         assert!(
             line.contains("exit=code 0"),
