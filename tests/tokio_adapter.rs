@@ -99,7 +99,7 @@ fn hyper_reloads_and_a_scale_down_fail_no_request_and_kill_no_worker() {
 }
 
 /// Two rolling reloads and a scale-down of example `name` under keep-alive and
-/// new-connection load.
+/// new-connection load, then a stop.
 fn reloads_under_load(name: &str) {
     let _serial = serial();
     let exe = example(name);
@@ -136,6 +136,11 @@ fn reloads_under_load(name: &str) {
             "an old worker did not exit by itself: {line}"
         );
     }
+    assert_eq!(app.count("SIGKILL"), 0, "{:#?}", app.lines("SIGKILL"));
+    // A stop, too: every worker leaves by itself, so the primary exits 0.
+    app.proc.signal(libc::SIGTERM);
+    let status = app.proc.wait(20 * SEC).expect("the cluster stops");
+    assert!(status.success(), "{status}: {}", app.proc.stderr());
     assert_eq!(app.count("SIGKILL"), 0, "{:#?}", app.lines("SIGKILL"));
 }
 

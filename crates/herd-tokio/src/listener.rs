@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Mutex};
 
 use crate::shutdown::Drain;
 
@@ -63,31 +64,59 @@ use crate::shutdown::Drain;
 pub struct Listener {
     inner: TcpListener,
     drain: Arc<Drain>,
+    /// Connections the primary handed over for this address, each with bytes to read first.
+    handed: Mutex<mpsc::UnboundedReceiver<Handed>>,
 }
 
+/// A connection accepted elsewhere, with the bytes of its next request already read.
+pub(crate) type Handed = (std::net::TcpStream, Vec<u8>);
+
 impl Listener {
-    pub(crate) fn new(inner: TcpListener, drain: Arc<Drain>) -> Listener {
-        Listener { inner, drain }
+    pub(crate) fn new(
+        inner: TcpListener,
+        drain: Arc<Drain>,
+        handed: mpsc::UnboundedReceiver<Handed>,
+    ) -> Listener {
+        Listener {
+            inner,
+            drain,
+            handed: Mutex::new(handed),
+        }
     }
 
-    /// The next connection, as [`TcpListener::accept`]; pending forever once the worker
-    /// drains (select it against the server's shutdown).
+    /// The next connection, as [`TcpListener::accept`], or one the primary handed over
+    /// (what waited on a slot a scale-down removed, or an idle keep-alive connection a
+    /// draining worker gave back). Once the worker drains it takes no more connections
+    /// from the socket (select it against the server's shutdown).
     ///
     /// # Errors
     /// As [`TcpListener::accept`].
     pub async fn accept(&self) -> io::Result<(Conn, SocketAddr)> {
-        if self.drain.is_draining() {
-            return std::future::pending().await;
-        }
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = self.drain.wait() => return std::future::pending().await,
-            accepted = self.inner.accept() => accepted?,
+        let mut handed = self.handed.lock().await;
+        let (stream, peer, input) = loop {
+            if self.drain.is_draining() {
+                break handed_over(&mut handed).await?;
+            }
+            let got = tokio::select! {
+                biased;
+                got = handed_over(&mut handed) => Some(got?),
+                () = self.drain.wait() => None,
+                accepted = self.inner.accept() => {
+                    let (stream, peer) = accepted?;
+                    Some((stream, peer, Vec::new()))
+                }
+            };
+            if let Some(got) = got {
+                break got;
+            }
         };
+        drop(handed);
         self.drain.opened();
         let conn = Conn {
             stream,
             drain: self.drain.clone(),
+            input,
+            read: 0,
         };
         Ok((conn, peer))
     }
@@ -117,6 +146,10 @@ impl Listener {
 pub struct Conn {
     stream: TcpStream,
     drain: Arc<Drain>,
+    /// Bytes another worker read from a handed-over connection, served before the socket.
+    input: Vec<u8>,
+    /// How much of `input` was read.
+    read: usize,
 }
 
 impl std::ops::Deref for Conn {
@@ -145,6 +178,16 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.read < self.input.len() {
+            let n = buf.remaining().min(self.input.len() - self.read);
+            buf.put_slice(&self.input[self.read..self.read + n]);
+            self.read += n;
+            if self.read == self.input.len() {
+                self.input = Vec::new();
+                self.read = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -177,6 +220,18 @@ impl AsyncWrite for Conn {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
+
+/// The next connection handed over, on the runtime; pending when none comes.
+async fn handed_over(
+    handed: &mut mpsc::UnboundedReceiver<Handed>,
+) -> io::Result<(TcpStream, SocketAddr, Vec<u8>)> {
+    let Some((std, input)) = handed.recv().await else {
+        return std::future::pending().await;
+    };
+    std.set_nonblocking(true)?;
+    let peer = std.peer_addr()?;
+    Ok((TcpStream::from_std(std)?, peer, input))
 }
 
 /// Errors of one connection (the peer gave up before `accept`): the next one is fine.

@@ -13,7 +13,12 @@ use crate::shutdown::{Drain, Shutdown};
 
 async fn listener(drain: &Arc<Drain>) -> Listener {
     let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Listener::new(inner, drain.clone())
+    // Nothing is handed over here (its sender is gone at once).
+    Listener::new(
+        inner,
+        drain.clone(),
+        tokio::sync::mpsc::unbounded_channel().1,
+    )
 }
 
 fn shutdown(drain: &Arc<Drain>, linger: Duration) -> Shutdown {
@@ -120,4 +125,39 @@ fn responses_carry_connection_close_only_while_draining() {
     assert!(s.is_draining());
     assert!(s.connection_close(&mut headers));
     assert_eq!(headers.get("connection").unwrap(), "close");
+}
+
+#[tokio::test]
+async fn handed_over_connections_are_served_with_their_bytes_first_even_while_draining() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let drain = Drain::new();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = Listener::new(inner, drain.clone(), rx);
+    // A connection accepted elsewhere (another worker's socket, in the primary's hands).
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(other.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (taken, _) = other.accept().unwrap();
+    drain.begin();
+    tx.send((taken, b"GET / HT".to_vec())).unwrap();
+    let (mut conn, peer) = timeout(Duration::from_secs(5), l.accept())
+        .await
+        .expect("a handed-over connection is taken while draining")
+        .unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    client.write_all(b"TP/1.1\r\n").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        let mut buf = [0u8; 64];
+        let n = timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("reads")
+            .unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"GET / HTTP/1.1\r\n");
 }

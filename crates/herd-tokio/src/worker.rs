@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use herd::{ErrorKind, WorkerEvent, WorkerSender};
 
-use crate::listener::Listener;
+use tokio::sync::mpsc;
+
+use crate::listener::{Handed, Listener};
 use crate::shutdown::{Drain, Shutdown};
 
 /// A callback for messages from the primary.
@@ -25,6 +27,8 @@ const LINGER: Duration = Duration::from_secs(1);
 pub struct Worker {
     inner: herd::Worker,
     drain: Arc<Drain>,
+    /// Each listener's port and where connections handed over for it go.
+    routes: Vec<(u16, mpsc::UnboundedSender<Handed>)>,
     linger: Duration,
     on_message: Option<OnMessage>,
 }
@@ -45,6 +49,7 @@ impl Worker {
         Worker {
             inner: worker,
             drain: Drain::new(),
+            routes: Vec::new(),
             linger,
             on_message: None,
         }
@@ -94,7 +99,9 @@ impl Worker {
         let tokio = tokio::net::TcpListener::from_std(std)
             .map_err(|e| context("the listener on the tokio runtime", e))?;
         self.inner.listening(real)?;
-        Ok(Listener::new(tokio, self.drain.clone()))
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.routes.push((real.port(), tx));
+        Ok(Listener::new(tokio, self.drain.clone(), rx))
     }
 
     /// Starts hearing the primary: a thread waits for its requests (a request to leave
@@ -124,6 +131,7 @@ impl Worker {
         let drain = self.drain;
         let mut on_message = self.on_message;
         let mut inner = self.inner;
+        let routes = self.routes;
         std::thread::Builder::new()
             .name("herd-ipc".into())
             .spawn(move || loop {
@@ -137,6 +145,10 @@ impl Worker {
                             f(&m);
                         }
                     }
+                    Ok(Some(WorkerEvent::Connections(conns))) => {
+                        route(&routes, conns.into_iter().map(|c| (c, Vec::new())));
+                    }
+                    Ok(Some(WorkerEvent::Adopted(conns))) => route(&routes, conns.into_iter()),
                     Ok(Some(_)) | Ok(None) => {}
                     Err(e) => {
                         if e.kind() != ErrorKind::NotConnected || !drain.is_draining() {
@@ -149,6 +161,21 @@ impl Worker {
             })
             .expect("start the herd-ipc thread");
         shutdown
+    }
+}
+
+/// Sends each handed-over connection to the listener of its port (the first listener when
+/// none matches); with no listener left, it closes.
+fn route(routes: &[(u16, mpsc::UnboundedSender<Handed>)], conns: impl Iterator<Item = Handed>) {
+    for (conn, input) in conns {
+        let port = conn.local_addr().map(|a| a.port()).ok();
+        let to = routes
+            .iter()
+            .find(|(p, _)| Some(*p) == port)
+            .or(routes.first());
+        if let Some((_, tx)) = to {
+            let _ = tx.send((conn, input));
+        }
     }
 }
 
