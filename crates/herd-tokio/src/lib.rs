@@ -8,7 +8,9 @@
 //!
 //! - [`Worker::listen`] asks the primary for the worker's socket and returns a [`Listener`]
 //!   that stops accepting the moment the worker is asked to leave (the connections still
-//!   queued go to the worker that replaces it: the primary keeps the socket open).
+//!   queued go to the worker that replaces it: the primary keeps the socket open). It also
+//!   yields the connections the primary hands this worker (a removed slot's queue on a
+//!   scale-down, keep-alive connections a herd-loop worker gave back), as [`Conn`]s.
 //! - [`Worker::start`] hands the worker to a thread that waits for the primary's word, and
 //!   ticks herd's heartbeat from the runtime, so that the watchdog
 //!   ([`herd::Cluster::run_timeout`]) sees a runtime that stopped.
