@@ -357,7 +357,8 @@ impl Cluster {
     /// application may catch it to log its state), SIGKILL 2 s later. The primary samples
     /// the workers' heartbeats about every second (a quarter of this when shorter), so a
     /// hang is seen within this plus about a second. Workers that serve with a loop of their
-    /// own (not [`Worker::serve`]) send no heartbeat and are not watched. Zero turns it off.
+    /// own (not [`Worker::serve`]) are watched only once they beat through
+    /// [`Worker::heartbeat`] (herd-tokio does for tokio servers). Zero turns it off.
     /// Default: 30 s.
     pub fn run_timeout(mut self, t: Duration) -> Self {
         self.run_timeout = t;

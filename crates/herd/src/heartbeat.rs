@@ -222,6 +222,11 @@ pub(crate) fn beat(now: Instant) {
     }
 }
 
+/// How often a loop must beat, when this worker has a page.
+pub(crate) fn every() -> Option<Duration> {
+    LOCAL.get().map(|l| l.every)
+}
+
 /// The event loop stopped (it returned): nothing is watched any more.
 pub(crate) fn rest() {
     if let Some(l) = LOCAL.get() {

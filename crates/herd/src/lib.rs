@@ -49,4 +49,4 @@ pub use primary::{
     SlotFailure, WorkerHandle, WorkerState,
 };
 pub use role::{is_primary, is_worker, worker_id, worker_slot};
-pub use worker::{IntoListener, Listener, Worker, WorkerEvent, WorkerSender};
+pub use worker::{Heartbeat, IntoListener, Listener, Worker, WorkerEvent, WorkerSender};

@@ -64,6 +64,9 @@ impl Hooks for WorkerHooks {
             match ev {
                 WorkerEvent::Message(m) => self.message(&m),
                 WorkerEvent::Disconnect => inbound.push(Inbound::Disconnect),
+                // `stash` keeps connections apart (below); these arms keep the match whole.
+                WorkerEvent::Connections(c) => inbound.push(Inbound::Connections(c)),
+                WorkerEvent::Adopted(c) => inbound.push(Inbound::Adopt(c)),
             }
         }
         if !self.early_conns.is_empty() {

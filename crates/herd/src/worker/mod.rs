@@ -1,7 +1,10 @@
 //! The worker's side of the cluster: its IPC channel to the primary, `listen` through the
 //! primary (Node's queryServer), messages, and serving with the event loop.
 
+mod heartbeat;
 mod hooks;
+
+pub use heartbeat::Heartbeat;
 
 use std::collections::VecDeque;
 use std::io;
@@ -38,6 +41,14 @@ pub enum WorkerEvent {
     Message(Vec<u8>),
     /// The primary asks this worker to finish its work and exit.
     Disconnect,
+    /// Connections for this worker to serve, accepted elsewhere: what waited in the queue
+    /// of a slot that a scale-down removed. Each is a connected socket whose request has
+    /// not been read. Dropping them closes them (their clients see a reset).
+    Connections(Vec<TcpStream>),
+    /// Idle keep-alive connections a draining worker gave back, each with the bytes it had
+    /// read from it and not consumed yet (the start of the next request): serve those bytes
+    /// first, then what the socket brings.
+    Adopted(Vec<(TcpStream, Vec<u8>)>),
 }
 
 /// What a worker serves: a listening socket of its own (kernel-scheduled policies), or an
@@ -223,6 +234,19 @@ impl Worker {
     /// The CPU this worker's slot is pinned to, under a pinned policy.
     pub fn cpu(&self) -> Option<usize> {
         self.env.cpu
+    }
+
+    /// The cluster's shutdown timeout ([`crate::Cluster::shutdown_timeout`]): how long this
+    /// worker has, once asked to leave, before the primary SIGKILLs it.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.env.drain
+    }
+
+    /// This worker's heartbeat page, for a worker that serves with a loop of its own (not
+    /// [`Worker::serve`]) and wants the primary's watchdog to see it hang; `None` when the
+    /// primary passed no page. See [`Heartbeat`].
+    pub fn heartbeat(&self) -> Option<Heartbeat> {
+        Heartbeat::attached()
     }
 
     /// A sender for messages to the primary, for use from any thread.
@@ -450,8 +474,8 @@ impl Worker {
         self.serve([listener], Http::new(handler))
     }
 
-    /// Waits up to `timeout` for the next message or disconnect request, for workers that do
-    /// not run the event loop. `Ok(None)` when the time ran out.
+    /// Waits up to `timeout` for the next message, disconnect request or connections handed
+    /// over, for workers that do not run the event loop. `Ok(None)` when the time ran out.
     ///
     /// # Errors
     /// [`ErrorKind::NotConnected`] once the primary is gone.
@@ -459,6 +483,14 @@ impl Worker {
         loop {
             if let Some(ev) = self.early.pop_front() {
                 return Ok(Some(ev));
+            }
+            if !self.early_conns.is_empty() {
+                let conns = std::mem::take(&mut self.early_conns);
+                return Ok(Some(WorkerEvent::Connections(conns)));
+            }
+            if !self.early_adopted.is_empty() {
+                let conns = std::mem::take(&mut self.early_adopted);
+                return Ok(Some(WorkerEvent::Adopted(conns)));
             }
             match self.channel.recv_blocking::<ToWorker>(timeout) {
                 Ok(r) => self.stash(r),
