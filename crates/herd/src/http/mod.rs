@@ -44,6 +44,7 @@ mod router;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
