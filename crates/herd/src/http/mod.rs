@@ -56,6 +56,7 @@ use error::Error;
 pub use handler::Handler;
 pub use pool::{blocking, Blocking, BlockingSnapshot, BlockingStats};
 pub use request::{BadRequest, Request};
+pub(crate) use response::has_token;
 pub use response::Response;
 pub use router::Router;
 
