@@ -51,16 +51,14 @@ fn run() -> Result<(), String> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
-    let cluster = Cluster::new()
-        .workers(workers)
-        .on_event(|event, primary| {
-            // The primary's whole job in this chat: what one worker heard, all workers say.
-            if let Event::Message(_, text) = event {
-                if let Err(e) = primary.broadcast(text.clone()) {
-                    tracing::warn!("broadcasting a chat message: {e}");
-                }
+    let cluster = Cluster::new().workers(workers).on_event(|event, primary| {
+        // The primary's whole job in this chat: what one worker heard, all workers say.
+        if let Event::Message(_, text) = event {
+            if let Err(e) = primary.broadcast(text.clone()) {
+                tracing::warn!("broadcasting a chat message: {e}");
             }
-        });
+        }
+    });
     let cluster = policy::apply(cluster, &policy_name)?;
     cluster
         .run(move |mut worker| {

@@ -112,7 +112,12 @@ fn clients_on_two_workers(port: u16) -> Vec<Client> {
 /// in the same order as every other client (the primary orders them).
 fn everyone_hears_everything(clients: &mut [Client], round: &str) {
     let sent: Vec<String> = (0..clients.len())
-        .map(|i| format!("{round}: message {i} from a client of worker {}", clients[i].worker))
+        .map(|i| {
+            format!(
+                "{round}: message {i} from a client of worker {}",
+                clients[i].worker
+            )
+        })
         .collect();
     for (client, message) in clients.iter_mut().zip(&sent) {
         client.ws.send(Message::text(message.as_str())).unwrap();
@@ -163,7 +168,11 @@ fn every_message_reaches_every_client_on_every_worker_and_a_reload_moves_them() 
     let old: Vec<u32> = clients.iter().map(|c| c.worker).collect();
     c.signal(libc::SIGHUP);
     for client in &mut clients {
-        client.ws.get_ref().set_read_timeout(Some(30 * SEC)).unwrap();
+        client
+            .ws
+            .get_ref()
+            .set_read_timeout(Some(30 * SEC))
+            .unwrap();
         let frame = loop {
             match client.ws.read() {
                 Ok(Message::Close(frame)) => break frame,
@@ -188,7 +197,11 @@ fn every_message_reaches_every_client_on_every_worker_and_a_reload_moves_them() 
         .map(|_| join(port, [127, 0, 0, 1]))
         .collect();
     for client in &back {
-        assert!(client.worker > max_old, "reconnected to old worker {}", client.worker);
+        assert!(
+            client.worker > max_old,
+            "reconnected to old worker {}",
+            client.worker
+        );
     }
     everyone_hears_everything(&mut back, "after the reload");
     c.signal(libc::SIGTERM);
@@ -272,7 +285,10 @@ fn bad_handshakes_are_refused_and_the_page_uses_the_socket() {
     assert_eq!(frame[0], 0x81, "a final text frame");
     let mut greeting = vec![0u8; usize::from(frame[1])];
     r.read_exact(&mut greeting).unwrap();
-    assert!(greeting.starts_with(b"hello from worker 1 "), "{greeting:?}");
+    assert!(
+        greeting.starts_with(b"hello from worker 1 "),
+        "{greeting:?}"
+    );
 }
 
 #[test]

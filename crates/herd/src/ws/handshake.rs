@@ -32,7 +32,11 @@ impl HandshakeError {
 
 impl std::fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WebSocket handshake refused ({}): {}", self.status, self.reason)
+        write!(
+            f,
+            "WebSocket handshake refused ({}): {}",
+            self.status, self.reason
+        )
     }
 }
 
@@ -46,7 +50,10 @@ const fn refuse(status: u16, reason: &'static str) -> HandshakeError {
 pub(super) fn check<'a>(req: &Request<'a>) -> Result<&'a [u8], HandshakeError> {
     let lists = |name: &str, token: &str| req.header(name).is_some_and(|v| has_token(v, token));
     if !lists("upgrade", "websocket") {
-        return Err(refuse(426, "this resource speaks WebSocket: ask with Upgrade: websocket\n"));
+        return Err(refuse(
+            426,
+            "this resource speaks WebSocket: ask with Upgrade: websocket\n",
+        ));
     }
     if req.method() != "GET" {
         return Err(refuse(400, "a WebSocket handshake is a GET request\n"));
@@ -55,7 +62,10 @@ pub(super) fn check<'a>(req: &Request<'a>) -> Result<&'a [u8], HandshakeError> {
         return Err(refuse(400, "a WebSocket handshake needs HTTP/1.1\n"));
     }
     if !lists("connection", "upgrade") {
-        return Err(refuse(400, "a WebSocket handshake says Connection: Upgrade\n"));
+        return Err(refuse(
+            400,
+            "a WebSocket handshake says Connection: Upgrade\n",
+        ));
     }
     if req.header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
         return Err(refuse(426, "this server speaks WebSocket version 13\n"));
@@ -73,7 +83,10 @@ pub(super) fn check<'a>(req: &Request<'a>) -> Result<&'a [u8], HandshakeError> {
 /// then `==`.
 fn is_key(key: &[u8]) -> bool {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let Some(last) = key.get(21).and_then(|c| ALPHABET.iter().position(|a| a == c)) else {
+    let Some(last) = key
+        .get(21)
+        .and_then(|c| ALPHABET.iter().position(|a| a == c))
+    else {
         return false;
     };
     key.len() == 24

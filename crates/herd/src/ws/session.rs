@@ -293,7 +293,8 @@ impl<H: WsHandler> Connection for Session<H> {
             return Flow::Close;
         }
         // Idempotent: the second call finds the close frame sent.
-        self.core.close(out, 1001, "server going away", Instant::now());
+        self.core
+            .close(out, 1001, "server going away", Instant::now());
         Flow::Continue
     }
 
