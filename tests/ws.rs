@@ -205,6 +205,7 @@ impl WsHandler for Echo {
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Message<'_>) {
         match msg {
             Message::Text("close please") => ws.close(4000, "as you wish"),
+            Message::Text("panic") => panic!("a handler panic (expected by the test)"),
             Message::Text(text) => ws.send_text(text),
             Message::Binary(data) => ws.send_binary(data),
         };
@@ -306,6 +307,22 @@ fn echo_ping_and_the_close_handshake() {
     ));
     assert!(socket_closed(&mut ws));
     assert_eq!(closed.recv_timeout(5 * SEC).unwrap().0, 4000);
+}
+
+#[test]
+fn a_handler_panic_closes_its_connection_with_1011_and_the_loop_serves_on() {
+    let (server, closed, _senders) = echo_server();
+    let mut ws = server.ws();
+    ws.send(tungstenite::Message::text("panic")).unwrap();
+    assert_eq!(close_frame(&mut ws).code, CloseCode::Error);
+    assert!(socket_closed(&mut ws));
+    assert_eq!(closed.recv_timeout(5 * SEC).unwrap().0, 1011);
+    let mut ws = server.ws();
+    ws.send(tungstenite::Message::text("still there?")).unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        tungstenite::Message::text("still there?")
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! the [`WsHandler`].
 
 use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,9 +189,30 @@ impl<H: WsHandler> Session<H> {
         if !self.ended {
             self.ended = true;
             self.core.shared.close();
-            self.handler.on_close(code, reason);
+            let handler = &mut self.handler;
+            if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(code, reason))).is_err() {
+                tracing::error!("a WebSocket handler panicked in on_close");
+            }
         }
         Flow::Close
+    }
+
+    /// Run a callback of the handler; a panic closes the connection with `1011` (the worker
+    /// lives on, as when an HTTP handler panics).
+    fn call(
+        &mut self,
+        out: &mut Vec<u8>,
+        now: Instant,
+        f: impl FnOnce(&mut H, &mut Ws<'_>),
+    ) -> Option<Flow> {
+        let handler = &mut self.handler;
+        let mut ws = Self::ws(&mut self.core, out, now);
+        if panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut ws))).is_ok() {
+            return None;
+        }
+        tracing::error!("a WebSocket handler panicked; closing its connection with 1011");
+        self.core.close(out, 1011, "server error", now);
+        Some(self.end(1011, "server error"))
     }
 
     /// Decode and dispatch every message in `input`, then write what is pending.
@@ -200,8 +222,9 @@ impl<H: WsHandler> Session<H> {
         }
         if !self.opened {
             self.opened = true;
-            self.handler
-                .on_open(&mut Self::ws(&mut self.core, out, now));
+            if let Some(flow) = self.call(out, now, |h, ws| h.on_open(ws)) {
+                return flow;
+            }
         }
         let mut rest = input;
         loop {
@@ -217,21 +240,24 @@ impl<H: WsHandler> Session<H> {
                 }
                 Err(e) => return self.fail(&e, out, now),
             };
-            let mut ws = Self::ws(&mut self.core, out, now);
-            match message {
+            let called = match message {
                 tungstenite::Message::Text(text) => {
-                    self.handler.on_message(&mut ws, Message::Text(&text));
+                    self.call(out, now, |h, ws| h.on_message(ws, Message::Text(&text)))
                 }
                 tungstenite::Message::Binary(data) => {
-                    self.handler.on_message(&mut ws, Message::Binary(&data));
+                    self.call(out, now, |h, ws| h.on_message(ws, Message::Binary(&data)))
                 }
                 tungstenite::Message::Close(frame) => {
                     self.peer_close = Some(frame.map_or((1005, String::new()), |f| {
                         (u16::from(f.code), f.reason.as_str().to_string())
                     }));
+                    None
                 }
                 // Pings are answered by tungstenite; pongs need nothing.
-                _ => {}
+                _ => None,
+            };
+            if let Some(flow) = called {
+                return flow;
             }
         }
         self.after(out, now)
