@@ -173,12 +173,10 @@ fn every_message_reaches_every_client_on_every_worker_and_a_reload_moves_them() 
             .get_ref()
             .set_read_timeout(Some(30 * SEC))
             .unwrap();
-        let frame = loop {
-            match client.ws.read() {
-                Ok(Message::Close(frame)) => break frame,
-                Ok(other) => panic!("expected a close frame, got {other:?}"),
-                Err(e) => panic!("a client of worker {} saw {e}", client.worker),
-            }
+        let frame = match client.ws.read() {
+            Ok(Message::Close(frame)) => frame,
+            Ok(other) => panic!("expected a close frame, got {other:?}"),
+            Err(e) => panic!("a client of worker {} saw {e}", client.worker),
         };
         let frame = frame.expect("a close code");
         assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
