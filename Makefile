@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fleet fuzz clean
+.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fleet fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -30,6 +30,10 @@ measure:
 
 measure-pinned:
 	bash benches/measure_pinned.sh
+
+# WebSocket echo msgs/s: herd's ws_echo example against a tokio-tungstenite echo server.
+measure-ws:
+	$(CARGO) bench --bench ws
 
 # Keep-alive clients across reloads: wrk's errors for herd (SIGHUP) and nginx (-s reload).
 measure-reload:

@@ -36,6 +36,7 @@ mod primary;
 pub mod protocol;
 mod role;
 mod worker;
+pub mod ws;
 
 pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};

@@ -107,10 +107,13 @@ pub trait Connection: 'static {
         Handover::Never
     }
 
-    /// The connection was woken through its [`Wake`] (after it returned [`Flow::Wait`]).
-    /// `input` holds every byte not yet consumed; as [`on_read`](Self::on_read), append the
-    /// answer to `out` and say how much input was used. Return [`Flow::Wait`] again if what
-    /// it waited for is not there yet. Default: nothing to do.
+    /// The connection was woken through its [`Wake`]: after it returned [`Flow::Wait`], or at
+    /// any time while it reads (a protocol whose other threads have output for it, e.g. a
+    /// WebSocket's messages pushed from elsewhere; a wake-up with nothing new must be
+    /// harmless). Not called once the connection is closing. `input` holds every byte not yet
+    /// consumed; as [`on_read`](Self::on_read), append the answer to `out` and say how much
+    /// input was used. Return [`Flow::Wait`] again if what it waited for is not there yet.
+    /// Default: nothing to do.
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         let _ = (input, out, now);
         Step {

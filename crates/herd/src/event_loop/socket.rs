@@ -226,9 +226,11 @@ impl<C: Connection> Socket<C> {
     }
 
     /// The connection was woken (an answer prepared elsewhere may be ready): let the protocol
-    /// answer from the input kept while waiting (see [`take_missed`](Self::take_missed)).
+    /// answer from the input kept while waiting (see [`take_missed`](Self::take_missed)). A
+    /// connection that did not wait is told too: it may have output from other threads (an
+    /// upgraded connection, see [`Connection::on_wake`]).
     pub(super) fn on_wake(&mut self, cx: &mut Ctx<'_>) -> Status {
-        if !self.waiting {
+        if self.closing {
             return Status::Open;
         }
         self.waiting = false;

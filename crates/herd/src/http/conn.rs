@@ -14,6 +14,7 @@ use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
 use super::request::Params;
 use super::response::{self, Persist};
+use super::upgrade::{self, Upgraded};
 use super::{Error, Handler, Limits, Request, Response};
 use crate::protocol::{Connection, Flow, Handover, Step};
 
@@ -46,6 +47,8 @@ enum One {
     Partial { len: usize },
     /// A request of `len` bytes is being answered elsewhere (its handler deferred).
     Deferred { len: usize },
+    /// A request of `len` bytes switched the connection to another protocol.
+    Upgraded { len: usize },
 }
 
 /// A request whose handler deferred its answer: how to render it when it comes.
@@ -84,6 +87,9 @@ pub struct Conn<H> {
     parsed: usize,
     /// The request whose answer is deferred; nothing else is parsed meanwhile.
     waiting: Option<Waiting>,
+    /// After a `101 Switching Protocols`: the protocol that serves the connection now (every
+    /// callback goes to it).
+    upgraded: Option<Upgraded>,
 }
 
 impl<H: Handler> Conn<H> {
@@ -110,6 +116,7 @@ impl<H: Handler> Conn<H> {
             received: 0,
             parsed: 0,
             waiting: None,
+            upgraded: None,
         }
     }
 
@@ -212,6 +219,7 @@ impl<H: Handler> Conn<H> {
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
         crate::heartbeat::leave();
         let deferred = res.deferred.take();
+        let switch = res.upgrade.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
             self.waiting = Some(Waiting {
                 slot,
@@ -224,6 +232,21 @@ impl<H: Handler> Conn<H> {
             self.finish_request(now);
             return Ok(One::Deferred {
                 len: taken + body_len,
+            });
+        }
+        if let Some(start) = switch.filter(|_| served.is_ok() && res.status_code() == 101) {
+            let wake = res.link.as_ref().map(|link| link.wake.clone());
+            let (minor, draining) = (head.minor_version, self.draining);
+            let switched = upgrade::switch(start, res, minor, draining, wake, out, now, started);
+            res.reset();
+            self.finish_request(now);
+            let len = taken + body_len;
+            return Ok(match switched {
+                Some(upgraded) => {
+                    self.upgraded = Some(upgraded);
+                    One::Upgraded { len }
+                }
+                None => One::Served { len, close: true },
             });
         }
         let close = if served.is_ok() {
@@ -276,6 +299,17 @@ impl<H: Handler> Conn<H> {
             fresh: false,
         };
         Some(match done {
+            Done::Answer(mut res) if res.upgrade.is_some() && res.status_code() == 101 => {
+                let start = res.upgrade.take()?;
+                let wake = self.response.link.as_ref().map(|link| link.wake.clone());
+                let minor = waiting.minor_version;
+                let started = waiting.started;
+                let switched =
+                    upgrade::switch(start, &res, minor, self.draining, wake, out, now, started);
+                // Switched: the input behind the request goes to the new protocol (on_read).
+                self.upgraded = switched;
+                self.upgraded.is_none()
+            }
             Done::Answer(res) => {
                 crate::metrics::local::request(res.status_code(), waiting.started);
                 let close = !waiting.keep_alive || self.draining || res.wants_close();
@@ -332,6 +366,9 @@ impl Head<'_> {
 
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if let Some(upgraded) = &mut self.upgraded {
+            return upgraded.on_read(input, out, now);
+        }
         let mut consumed = 0;
         if self.waiting.is_some() {
             return Step {
@@ -360,6 +397,16 @@ impl<H: Handler> Connection for Conn<H> {
                         flow: Flow::Wait,
                     }
                 }
+                Ok(One::Upgraded { len }) => {
+                    // The new protocol's first input: what followed the request (maybe
+                    // nothing); it may write a greeting right after the 101.
+                    consumed += len;
+                    let step = self.on_read(&input[consumed..], out, now);
+                    return Step {
+                        consumed: consumed + step.consumed,
+                        flow: step.flow,
+                    };
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -377,7 +424,17 @@ impl<H: Handler> Connection for Conn<H> {
         }
     }
 
+    fn on_eof(&mut self, input: &[u8], out: &mut Vec<u8>) -> Flow {
+        match &mut self.upgraded {
+            Some(upgraded) => upgraded.on_eof(input, out),
+            None => Flow::Close,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
+        if let Some(upgraded) = &self.upgraded {
+            return upgraded.deadline();
+        }
         if self.waiting.is_some() {
             // The handler has the request; the client waits for us, not we for it.
             return None;
@@ -404,6 +461,9 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn on_timeout(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow {
+        if let Some(upgraded) = &mut self.upgraded {
+            return upgraded.on_timeout(out, now);
+        }
         if self.deadline().is_some_and(|at| at > now) {
             return Flow::Continue;
         }
@@ -413,7 +473,10 @@ impl<H: Handler> Connection for Conn<H> {
         Flow::Close
     }
 
-    fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
+    fn on_drain(&mut self, out: &mut Vec<u8>) -> Flow {
+        if let Some(upgraded) = &mut self.upgraded {
+            return upgraded.on_drain(out);
+        }
         self.draining = true;
         if self.waiting.is_some() {
             // A request in flight: its answer closes the connection.
@@ -435,6 +498,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
+        if self.upgraded.is_some() {
+            // Another protocol's state: it cannot travel with the socket.
+            return Handover::Never;
+        }
         if self.waiting.is_some() {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
@@ -450,6 +517,16 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if let Some(upgraded) = &mut self.upgraded {
+            return upgraded.on_wake(input, out, now);
+        }
+        if self.waiting.is_none() {
+            // Nothing was deferred: nothing to do.
+            return Step {
+                consumed: 0,
+                flow: Flow::Continue,
+            };
+        }
         match self.answer_deferred(out, now) {
             None if self.waiting.is_some() => Step {
                 consumed: 0,
@@ -459,7 +536,8 @@ impl<H: Handler> Connection for Conn<H> {
                 consumed: input.len(),
                 flow: Flow::Close,
             },
-            // Answered (or nothing was deferred): serve what was pipelined behind it.
+            // Answered: serve what was pipelined behind it (or, when the answer switched
+            // protocols, hand it to the new one).
             _ => self.on_read(input, out, now),
         }
     }

@@ -44,6 +44,7 @@ mod router;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ use error::Error;
 pub use handler::Handler;
 pub use pool::{blocking, Blocking, BlockingSnapshot, BlockingStats};
 pub use request::{BadRequest, Request};
+pub(crate) use response::has_token;
 pub use response::Response;
 pub use router::Router;
 

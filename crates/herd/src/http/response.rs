@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::deferred::{Link, Responder, Slot};
+use super::upgrade::Start;
 use super::{date, status};
+use crate::protocol::{Connection, Wake};
 
 /// Buffers larger than this are released after the response went out, so that one large
 /// response does not make an idle connection expensive.
@@ -25,6 +27,8 @@ pub struct Response {
     pub(crate) link: Option<Link>,
     /// Set by [`Response::defer`]: where the answer will come.
     pub(crate) deferred: Option<Arc<Slot>>,
+    /// Set by [`Response::upgrade`]: the protocol that takes the connection over.
+    pub(crate) upgrade: Option<Start>,
 }
 
 impl std::fmt::Debug for Response {
@@ -35,6 +39,7 @@ impl std::fmt::Debug for Response {
             .field("body_len", &self.body.len())
             .field("close", &self.close)
             .field("deferred", &self.deferred.is_some())
+            .field("upgrade", &self.upgrade.is_some())
             .finish()
     }
 }
@@ -48,6 +53,9 @@ pub(crate) enum Persist {
     KeepAlive10,
     /// Close after this response: say `Connection: close`.
     Close,
+    /// `101 Switching Protocols`: say `Connection: Upgrade`; the connection speaks another
+    /// protocol from the next byte on.
+    Upgrade,
 }
 
 impl Response {
@@ -59,7 +67,33 @@ impl Response {
             close: false,
             link: None,
             deferred: None,
+            upgrade: None,
         }
+    }
+
+    /// Switch protocols: answer `101 Switching Protocols` with `Upgrade: <protocol>` and
+    /// `Connection: Upgrade` (plus the headers set here), then serve the connection with the
+    /// [`Connection`] that `start` builds. `start` gets the connection's [`Wake`] (`None` only
+    /// for a connection made without one, see
+    /// [`Protocol::connect_with`](crate::protocol::Protocol::connect_with)), so that other
+    /// threads can make the new protocol write. Its first
+    /// [`on_read`](Connection::on_read) comes right after the `101` is written, with the bytes
+    /// the client sent after this request (often none): it may write a greeting.
+    ///
+    /// Only a client that asked for it may be switched (RFC 9110 section 7.8: the request's
+    /// `Upgrade` header lists `protocol`); checking that is the handler's job (see
+    /// [`crate::ws::accept`] for WebSocket). A status set after this call other than `101`
+    /// cancels the switch (the response goes out as a plain one). An HTTP/1.0 request cannot
+    /// switch (it gets `400`), nor can a request that arrives while the worker drains (it gets
+    /// `503`, and the client reconnects to another worker); both close the connection. The
+    /// answer of a [`Responder`] cannot switch (it is sent as a plain response).
+    pub fn upgrade<C, F>(&mut self, protocol: &str, start: F) -> &mut Self
+    where
+        C: Connection + Send,
+        F: FnOnce(Option<Wake>) -> C + Send + 'static,
+    {
+        self.upgrade = Some(Box::new(move |wake| Box::new(start(wake))));
+        self.status(101).header("Upgrade", protocol)
     }
 
     /// Answer later, from any thread: returns the [`Responder`] to fill in and send; what is
@@ -206,6 +240,7 @@ fn write_head(out: &mut Vec<u8>, status: u16, persist: Persist, now: Instant) {
         Persist::KeepAlive => b"\r\n".as_slice(),
         Persist::KeepAlive10 => b"\r\nConnection: keep-alive\r\n",
         Persist::Close => b"\r\nConnection: close\r\n",
+        Persist::Upgrade => b"\r\nConnection: Upgrade\r\n",
     });
 }
 
