@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use httparse::Header;
 
+use super::body::{Body, Fill, Outgoing};
 use super::chunked::{Decoded, Decoder};
 use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
@@ -46,6 +47,8 @@ enum One {
     Partial { len: usize },
     /// A request of `len` bytes is being answered elsewhere (its handler deferred).
     Deferred { len: usize },
+    /// A request of `len` bytes is answered with a streamed body (its head is written).
+    Streaming { len: usize },
 }
 
 /// A request whose handler deferred its answer: how to render it when it comes.
@@ -84,6 +87,8 @@ pub struct Conn<H> {
     parsed: usize,
     /// The request whose answer is deferred; nothing else is parsed meanwhile.
     waiting: Option<Waiting>,
+    /// The streamed body being sent; nothing else is parsed meanwhile.
+    outgoing: Option<Box<Outgoing>>,
 }
 
 impl<H: Handler> Conn<H> {
@@ -110,6 +115,7 @@ impl<H: Handler> Conn<H> {
             received: 0,
             parsed: 0,
             waiting: None,
+            outgoing: None,
         }
     }
 
@@ -213,6 +219,7 @@ impl<H: Handler> Conn<H> {
         crate::heartbeat::leave();
         let deferred = res.deferred.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
+            res.stream = None;
             self.waiting = Some(Waiting {
                 slot,
                 head_only: head.method == "HEAD",
@@ -234,6 +241,18 @@ impl<H: Handler> Conn<H> {
                 (false, 0) => Persist::KeepAlive10,
                 (false, _) => Persist::KeepAlive,
             };
+            if let Some(body) = res.stream.take() {
+                let head_only = head.method == "HEAD";
+                let head_alone =
+                    self.start_stream(body, head_only, head.minor_version, persist, out, now);
+                self.response.reset();
+                self.finish_request(now);
+                let len = taken + body_len;
+                return Ok(match head_alone {
+                    None => One::Streaming { len },
+                    Some(close) => One::Served { len, close },
+                });
+            }
             res.write(out, head.method == "HEAD", persist, now);
             close
         } else {
@@ -244,6 +263,7 @@ impl<H: Handler> Conn<H> {
             );
             response::write_error(out, 500, now);
             crate::metrics::local::request(500, started);
+            res.stream = None;
             true
         };
         res.reset();
@@ -252,6 +272,68 @@ impl<H: Handler> Conn<H> {
             len: taken + body_len,
             close,
         })
+    }
+
+    /// Write the head of the answer in `self.response` with a streamed `body`. `None` when
+    /// the body follows (`self.outgoing` holds it); for a head alone (HEAD, a bodiless
+    /// status), whether the connection closes after it.
+    fn start_stream(
+        &mut self,
+        body: Body,
+        head_only: bool,
+        minor_version: u8,
+        persist: Persist,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Option<bool> {
+        let res = &self.response;
+        let len = body.len;
+        // Unknown length: chunked for HTTP/1.1, the connection's end for HTTP/1.0.
+        let chunked = len.is_none() && minor_version > 0;
+        let persist = if len.is_none() && !chunked {
+            Persist::Close
+        } else {
+            persist
+        };
+        if head_only || res.bodiless() {
+            res.write_stream_head(out, len, chunked && !res.bodiless(), persist, now);
+            // Dropping the body stops its producers.
+            return Some(persist == Persist::Close);
+        }
+        res.write_stream_head(out, len, chunked, persist, now);
+        let outgoing = Outgoing::new(
+            body,
+            chunked,
+            persist == Persist::Close,
+            self.limits.stream_window,
+            self.response.link.clone(),
+        );
+        self.outgoing = Some(Box::new(outgoing));
+        None
+    }
+
+    /// The next piece of the streamed body onto `out`, and what the loop does next.
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> Flow {
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return Flow::Continue;
+        };
+        match outgoing.fill(out) {
+            Fill::More => Flow::Stream,
+            Fill::Wait => Flow::Wait,
+            Fill::Done => {
+                let close = outgoing.close || self.draining;
+                self.outgoing = None;
+                if close {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                }
+            }
+            Fill::Failed => {
+                self.outgoing = None;
+                Flow::Close
+            }
+        }
     }
 
     /// Back to idle after a request (its answer written or deferred).
@@ -276,7 +358,7 @@ impl<H: Handler> Conn<H> {
             fresh: false,
         };
         Some(match done {
-            Done::Answer(res) => {
+            Done::Answer(mut res) => {
                 crate::metrics::local::request(res.status_code(), waiting.started);
                 let close = !waiting.keep_alive || self.draining || res.wants_close();
                 let persist = match (close, waiting.minor_version) {
@@ -284,6 +366,18 @@ impl<H: Handler> Conn<H> {
                     (false, 0) => Persist::KeepAlive10,
                     (false, _) => Persist::KeepAlive,
                 };
+                if let Some(body) = res.stream.take() {
+                    // The answer goes through `self.response` (where streaming starts from).
+                    let link = self.response.link.take();
+                    self.response = res;
+                    self.response.link = link;
+                    let min = waiting.minor_version;
+                    let head_alone =
+                        self.start_stream(body, waiting.head_only, min, persist, out, now);
+                    self.response.reset();
+                    // A stream decides at its end; a head alone closes now if it must.
+                    return Some(head_alone.unwrap_or(false));
+                }
                 res.write(out, waiting.head_only, persist, now);
                 close
             }
@@ -333,7 +427,7 @@ impl Head<'_> {
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         let mut consumed = 0;
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() {
             return Step {
                 consumed,
                 flow: Flow::Wait,
@@ -360,6 +454,20 @@ impl<H: Handler> Connection for Conn<H> {
                         flow: Flow::Wait,
                     }
                 }
+                Ok(One::Streaming { len }) => {
+                    consumed += len;
+                    match self.next_piece(out) {
+                        // Over already (a short body): serve what follows.
+                        Flow::Continue => {}
+                        Flow::Close => {
+                            return Step {
+                                consumed: input.len(),
+                                flow: Flow::Close,
+                            }
+                        }
+                        flow => return Step { consumed, flow },
+                    }
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -378,7 +486,7 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() {
             // The handler has the request; the client waits for us, not we for it.
             return None;
         }
@@ -415,6 +523,12 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        if let Some(outgoing) = &mut self.outgoing {
+            // A body in flight is finished (server-sent events end now), then the
+            // connection closes.
+            outgoing.end_on_drain();
+            return Flow::Continue;
+        }
         if self.waiting.is_some() {
             // A request in flight: its answer closes the connection.
             return Flow::Continue;
@@ -435,7 +549,7 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
         }
@@ -450,6 +564,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.outgoing.is_some() {
+            // The body's producer has more (or ended).
+            return self.on_drained(input, out, now);
+        }
         match self.answer_deferred(out, now) {
             None if self.waiting.is_some() => Step {
                 consumed: 0,
@@ -459,8 +577,22 @@ impl<H: Handler> Connection for Conn<H> {
                 consumed: input.len(),
                 flow: Flow::Close,
             },
+            // A streamed answer: its first piece.
+            _ if self.outgoing.is_some() => self.on_drained(input, out, now),
             // Answered (or nothing was deferred): serve what was pipelined behind it.
             _ => self.on_read(input, out, now),
+        }
+    }
+
+    fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        match self.next_piece(out) {
+            // The body is over: serve what was pipelined behind it.
+            Flow::Continue => self.on_read(input, out, now),
+            Flow::Close => Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            },
+            flow => Step { consumed: 0, flow },
         }
     }
 }

@@ -10,6 +10,10 @@
 //! HTTP/1.0 request with `Transfer-Encoding` is decoded, answered, and its connection closed
 //! (RFC 9112 section 6.1).
 //!
+//! Bodies of any size stream without being held whole: [`Response::stream`] (a reader, read on
+//! the pool), [`Response::chunks`] (an iterator, on the loop), [`Response::channel`] and
+//! [`Response::sse`] (written from other threads through a [`BodySender`]).
+//!
 //! Handlers that wait leave the loop: [`blocking`] runs one on the worker's bounded pool,
 //! [`Response::defer`] gives a [`Responder`] to answer from any thread. [`Router`] routes by
 //! path and method (`matchit`); [`Request`] decodes queries, forms, cookies and (feature
@@ -30,6 +34,7 @@
 //! # let _ = http;
 //! ```
 
+mod body;
 mod chunked;
 mod conn;
 mod date;
@@ -49,6 +54,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use body::{BodySender, Closed, TrySendError};
 pub use conn::Conn;
 pub use deferred::Responder;
 use error::Error;
@@ -71,6 +77,7 @@ pub(crate) struct Limits {
     pub(crate) max_uri_len: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) min_body_rate: usize,
+    pub(crate) stream_window: usize,
 }
 
 /// The HTTP/1.1 [`Protocol`]: serves every request with a [`Handler`].
@@ -101,6 +108,7 @@ impl<H: Handler> Http<H> {
                 max_uri_len: 4 * 1024,
                 max_body_bytes: 1024 * 1024,
                 min_body_rate: 1024,
+                stream_window: body::DEFAULT_WINDOW,
             },
             pool: Arc::new(Pool::new(DEFAULT_POOL)),
             pool_config: DEFAULT_POOL,
@@ -194,6 +202,16 @@ impl<H: Handler> Http<H> {
     /// a pause of `header_read_timeout` between reads ends a body). Default: 1024 bytes/s.
     pub fn min_body_rate(mut self, bytes_per_second: usize) -> Self {
         self.limits.min_body_rate = bytes_per_second;
+        self
+    }
+
+    /// The window of a streamed response body ([`Response::stream`], [`Response::chunks`],
+    /// [`Response::channel`]): the most bytes produced ahead of what the socket took. The
+    /// body's memory per connection is about twice this (the piece being sent and the one
+    /// produced meanwhile), however large the body and however slow the client; larger
+    /// windows mean fewer writes (and pool reads) per byte. Default: 64 KiB.
+    pub fn stream_window(mut self, bytes: usize) -> Self {
+        self.limits.stream_window = bytes.max(1);
         self
     }
 }
