@@ -15,6 +15,7 @@ use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
 use super::request::Params;
 use super::response::{self, Persist};
+use super::upload::Upload;
 use super::{Error, Handler, Limits, Request, Response};
 use crate::protocol::{Connection, Flow, Handover, Step};
 
@@ -89,6 +90,8 @@ pub struct Conn<H> {
     waiting: Option<Waiting>,
     /// The streamed body being sent; nothing else is parsed meanwhile.
     outgoing: Option<Box<Outgoing>>,
+    /// The request body being streamed to the handler; nothing else is parsed meanwhile.
+    upload: Option<Box<Upload>>,
 }
 
 impl<H: Handler> Conn<H> {
@@ -116,6 +119,7 @@ impl<H: Handler> Conn<H> {
             parsed: 0,
             waiting: None,
             outgoing: None,
+            upload: None,
         }
     }
 
@@ -166,8 +170,14 @@ impl<H: Handler> Conn<H> {
             State::Head { since } => since,
             _ => now,
         };
+        // A body over the limit, streamed to the handler (see `Http::stream_large_bodies`).
+        let mut large = None;
         let (body, body_len) = match head.framing {
             Framing::Empty => (&[][..], 0),
+            Framing::Length(n) if n > self.limits.max_body_bytes => {
+                large = Some(self.upload_for(Some(n as u64), now)?);
+                (&[][..], 0)
+            }
             Framing::Length(n) => match rest.get(..n) {
                 Some(body) => (body, n),
                 None => {
@@ -182,26 +192,48 @@ impl<H: Handler> Conn<H> {
                     self.decoder = Decoder::default();
                     self.received = 0;
                 }
-                match self
-                    .decoder
-                    .decode(rest, &mut self.body, self.limits.max_body_bytes)?
-                {
-                    Decoded::Done(n) => (&self.body[..], n),
-                    Decoded::Partial => {
-                        // Keep the head, take every byte: the encoding is not kept.
-                        self.received += rest.len();
-                        let expect_continue = head.expect_continue;
-                        self.head = if taken > 0 {
-                            input[..taken].to_vec()
-                        } else {
-                            saved
-                        };
-                        self.wait_body(expect_continue, out, now);
-                        return Ok(One::Partial { len: input.len() });
+                let max = self.limits.max_body_bytes;
+                // Streaming large bodies: decode past the limit (by one read at most), then
+                // hand what came to the handler's reader.
+                let limit = if self.limits.stream_large_bodies {
+                    usize::MAX
+                } else {
+                    max
+                };
+                let decoded = self.decoder.decode(rest, &mut self.body, limit)?;
+                if self.body.len() > max {
+                    let mut upload = self.upload_for(None, now)?;
+                    upload.push(&self.body, now);
+                    self.body.clear();
+                    let len = match decoded {
+                        Decoded::Done(n) => {
+                            upload.finish();
+                            n
+                        }
+                        Decoded::Partial => rest.len(),
+                    };
+                    large = Some(upload);
+                    (&[][..], len)
+                } else {
+                    match decoded {
+                        Decoded::Done(n) => (&self.body[..], n),
+                        Decoded::Partial => {
+                            // Keep the head, take every byte: the encoding is not kept.
+                            self.received += rest.len();
+                            let expect_continue = head.expect_continue;
+                            self.head = if taken > 0 {
+                                input[..taken].to_vec()
+                            } else {
+                                saved
+                            };
+                            self.wait_body(expect_continue, out, now);
+                            return Ok(One::Partial { len: input.len() });
+                        }
                     }
                 }
             }
         };
+        let offer = large.as_ref().and_then(|u| u.offer());
         let req = Request {
             method: head.method,
             target: head.target,
@@ -210,6 +242,7 @@ impl<H: Handler> Conn<H> {
             body,
             peer: self.peer,
             params: Params::None,
+            upload: offer.as_deref(),
         };
         let res = &mut self.response;
         let handler = &self.handler;
@@ -217,6 +250,21 @@ impl<H: Handler> Conn<H> {
         crate::heartbeat::enter(head.method, head.target, now);
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
         crate::heartbeat::leave();
+        if let Some(mut upload) = large {
+            if served.is_ok() && upload.taken() {
+                if head.expect_continue && !self.continued {
+                    // Before the final answer, which may come at once.
+                    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.upload = Some(Box::new(upload));
+            } else {
+                // The handler did not opt in: too large, as without streaming.
+                res.deferred = None;
+                res.stream = None;
+                res.reset();
+                return Err(Error::BodyTooLarge);
+            }
+        }
         let deferred = res.deferred.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
             res.stream = None;
@@ -272,6 +320,108 @@ impl<H: Handler> Conn<H> {
             len: taken + body_len,
             close,
         })
+    }
+
+    /// A streamed request body of `len` bytes (`None`: chunked), or 413 when it cannot be.
+    fn upload_for(&self, len: Option<u64>, now: Instant) -> Result<Upload, Error> {
+        match &self.response.link {
+            Some(link) if self.limits.stream_large_bodies => Ok(Upload::new(
+                len,
+                self.limits.stream_window,
+                link.wake.clone(),
+                now,
+            )),
+            _ => Err(Error::BodyTooLarge),
+        }
+    }
+
+    /// Feed `input` (body bytes) to the streamed request body; once it is complete, serve
+    /// what follows it.
+    fn feed_upload(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let Some(upload) = self.upload.as_mut() else {
+            return self.on_read(input, out, now);
+        };
+        if upload.full && !upload.has_room() {
+            return Step {
+                consumed: 0,
+                flow: Flow::Wait,
+            };
+        }
+        let (consumed, done) = match upload.remaining {
+            Some(left) => {
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                upload.push(&input[..take], now);
+                upload.remaining = Some(left - take as u64);
+                (take, left == take as u64)
+            }
+            None => {
+                // Decode into the (otherwise unused) body buffer, then hand it over.
+                let mut data = std::mem::take(&mut self.body);
+                data.clear();
+                let decoded = self.decoder.decode(input, &mut data, usize::MAX);
+                upload.push(&data, now);
+                data.clear();
+                self.body = data;
+                match decoded {
+                    Ok(Decoded::Done(n)) => (n, true),
+                    Ok(Decoded::Partial) => (input.len(), false),
+                    Err(e) => {
+                        tracing::debug!("bad request body: {e:?}");
+                        self.upload = None;
+                        response::write_error(out, e.status(), now);
+                        return Step {
+                            consumed: input.len(),
+                            flow: Flow::Close,
+                        };
+                    }
+                }
+            }
+        };
+        if !done {
+            let flow = if upload.full {
+                Flow::Wait
+            } else {
+                Flow::Continue
+            };
+            return Step { consumed, flow };
+        }
+        upload.finish();
+        self.upload = None;
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        if self.waiting.is_some() {
+            // The handler answers later; or it did already (its wake-up found the connection
+            // reading, so it is not announced again).
+            match self.answer_deferred(out, now) {
+                None => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Wait,
+                    }
+                }
+                Some(true) => {
+                    return Step {
+                        consumed: input.len(),
+                        flow: Flow::Close,
+                    }
+                }
+                Some(false) if self.outgoing.is_some() => {
+                    let step = self.on_drained(&input[consumed..], out, now);
+                    return Step {
+                        consumed: consumed + step.consumed,
+                        flow: step.flow,
+                    };
+                }
+                Some(false) => {}
+            }
+        }
+        let rest = self.on_read(&input[consumed..], out, now);
+        Step {
+            consumed: consumed + rest.consumed,
+            flow: rest.flow,
+        }
     }
 
     /// Write the head of the answer in `self.response` with a streamed `body`. `None` when
@@ -426,6 +576,9 @@ impl Head<'_> {
 
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() {
+            return self.feed_upload(input, out, now);
+        }
         let mut consumed = 0;
         if self.waiting.is_some() || self.outgoing.is_some() {
             return Step {
@@ -449,9 +602,12 @@ impl<H: Handler> Connection for Conn<H> {
                     break;
                 }
                 Ok(One::Deferred { len }) => {
-                    return Step {
-                        consumed: consumed + len,
-                        flow: Flow::Wait,
+                    consumed += len;
+                    if self.upload.is_none() {
+                        return Step {
+                            consumed,
+                            flow: Flow::Wait,
+                        };
                     }
                 }
                 Ok(One::Streaming { len }) => {
@@ -478,6 +634,14 @@ impl<H: Handler> Connection for Conn<H> {
                     };
                 }
             }
+            if self.upload.is_some() {
+                // The handler took the body's reader: feed it what is here.
+                let step = self.feed_upload(&input[consumed..], out, now);
+                return Step {
+                    consumed: consumed + step.consumed,
+                    flow: step.flow,
+                };
+            }
         }
         Step {
             consumed,
@@ -486,6 +650,10 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if let Some(upload) = &self.upload {
+            // Waiting for the handler to read is not the client's fault.
+            return (!upload.full).then(|| upload.last + self.limits.header_read_timeout);
+        }
         if self.waiting.is_some() || self.outgoing.is_some() {
             // The handler has the request; the client waits for us, not we for it.
             return None;
@@ -523,6 +691,10 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
+        if self.upload.is_some() {
+            // A body on its way to the handler: finish it, answer, then close.
+            return Flow::Continue;
+        }
         if let Some(outgoing) = &mut self.outgoing {
             // A body in flight is finished (server-sent events end now), then the
             // connection closes.
@@ -549,7 +721,7 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
-        if self.waiting.is_some() || self.outgoing.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() || self.upload.is_some() {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
         }
@@ -564,6 +736,11 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() {
+            // The handler read some of the body (room again), or its answer came early (it
+            // goes out once the body is read).
+            return self.feed_upload(input, out, now);
+        }
         if self.outgoing.is_some() {
             // The body's producer has more (or ended).
             return self.on_drained(input, out, now);

@@ -49,6 +49,7 @@ mod router;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub use pool::{blocking, Blocking, BlockingSnapshot, BlockingStats};
 pub use request::{BadRequest, Request};
 pub use response::Response;
 pub use router::Router;
+pub use upload::BodyReader;
 
 use crate::protocol::{Protocol, Wake};
 use pool::{Pool, PoolConfig};
@@ -78,6 +80,7 @@ pub(crate) struct Limits {
     pub(crate) max_body_bytes: usize,
     pub(crate) min_body_rate: usize,
     pub(crate) stream_window: usize,
+    pub(crate) stream_large_bodies: bool,
 }
 
 /// The HTTP/1.1 [`Protocol`]: serves every request with a [`Handler`].
@@ -109,6 +112,7 @@ impl<H: Handler> Http<H> {
                 max_body_bytes: 1024 * 1024,
                 min_body_rate: 1024,
                 stream_window: body::DEFAULT_WINDOW,
+                stream_large_bodies: false,
             },
             pool: Arc::new(Pool::new(DEFAULT_POOL)),
             pool_config: DEFAULT_POOL,
@@ -212,6 +216,19 @@ impl<H: Handler> Http<H> {
     /// windows mean fewer writes (and pool reads) per byte. Default: 64 KiB.
     pub fn stream_window(mut self, bytes: usize) -> Self {
         self.limits.stream_window = bytes.max(1);
+        self
+    }
+
+    /// Offer request bodies larger than [`max_body_bytes`](Self::max_body_bytes) to the
+    /// handler as a stream ([`Request::body_reader`]) instead of answering `413`: the handler
+    /// is called as soon as the head has arrived, with an empty [`Request::body`]; one that
+    /// takes the reader gets the body as the client sends it, one window
+    /// ([`stream_window`](Self::stream_window)) ahead of what it read, whatever its size (no
+    /// limit applies: the handler decides); one that does not still answers `413`.
+    /// `Content-Length` and chunked bodies alike; `Expect: 100-continue` is answered before
+    /// the handler runs. Default: off.
+    pub fn stream_large_bodies(mut self, on: bool) -> Self {
+        self.limits.stream_large_bodies = on;
         self
     }
 }
