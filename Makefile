@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fleet fuzz clean
+.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream compare-builds fleet fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -48,6 +48,9 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+# Streamed bodies (1 GiB down and up) and the worker's RSS idle vs peak.
+measure-stream:
+	bash benches/measure_stream.sh
 
 # Three herd hosts in network namespaces behind HAProxy (root): rolling deploys and a killed
 # host under new-connection load; prints scenario, requests, failed, p99.

@@ -1,8 +1,10 @@
 //! The answer a handler builds, and its rendering onto the connection's output.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::body::{Body, BodySender, Pipe, Source};
 use super::deferred::{Link, Responder, Slot};
 use super::upgrade::Start;
 use super::{date, status};
@@ -17,6 +19,14 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 /// `Date`, `Content-Length` and `Connection` are written by the server: a `Content-Length`,
 /// `Transfer-Encoding` or `Date` set here is ignored, and `Connection: close` closes the
 /// connection after this response.
+///
+/// The body is a buffer ([`body`](Self::body)), or is streamed: produced as the socket
+/// drains, one window ([`Http::stream_window`](super::Http::stream_window)) at a time,
+/// whatever its size ([`stream`](Self::stream), [`chunks`](Self::chunks),
+/// [`channel`](Self::channel), [`sse`](Self::sse)); a streamed body replaces the buffer. A
+/// streamed body of unknown length is sent chunked to HTTP/1.1 clients, and delimited by the
+/// end of the connection for HTTP/1.0 ones; a `HEAD` request gets the head only. Requests
+/// pipelined behind a streamed answer wait for its end.
 pub struct Response {
     status: u16,
     /// Header lines, each `Name: value\r\n`.
@@ -29,6 +39,8 @@ pub struct Response {
     pub(crate) deferred: Option<Arc<Slot>>,
     /// Set by [`Response::upgrade`]: the protocol that takes the connection over.
     pub(crate) upgrade: Option<Start>,
+    /// A streamed body, which replaces `body`.
+    pub(crate) stream: Option<Body>,
 }
 
 impl std::fmt::Debug for Response {
@@ -40,6 +52,7 @@ impl std::fmt::Debug for Response {
             .field("close", &self.close)
             .field("deferred", &self.deferred.is_some())
             .field("upgrade", &self.upgrade.is_some())
+            .field("stream", &self.stream.is_some())
             .finish()
     }
 }
@@ -68,6 +81,7 @@ impl Response {
             link: None,
             deferred: None,
             upgrade: None,
+            stream: None,
         }
     }
 
@@ -180,6 +194,103 @@ impl Response {
         self
     }
 
+    /// Stream the body from `reader`, chunked (its length is unknown; see
+    /// [`stream_sized`](Self::stream_sized)). It is read on the worker's blocking pool
+    /// ([`Http::blocking_threads`](super::Http::blocking_threads)), one window at a time, the
+    /// next while the last is sent: a read that blocks (a pipe, a socket, a slow disk) stalls
+    /// no other connection, and a pool thread is taken only while a read runs, not while a
+    /// slow client makes the stream wait. A read error cuts the answer short (the connection
+    /// closes before the body's end, so the client sees it incomplete). For bytes already in
+    /// memory, [`chunks`](Self::chunks) saves the thread hop.
+    pub fn stream(&mut self, reader: impl Read + Send + 'static) -> &mut Self {
+        self.stream = Some(Body {
+            source: Source::Pipe(Pipe::reader(Box::new(reader))),
+            len: None,
+            ends_on_drain: false,
+        });
+        self
+    }
+
+    /// As [`stream`](Self::stream), for a body of `len` bytes, sent with `Content-Length`. A
+    /// reader that ends early cuts the answer short; bytes past `len` are not sent.
+    pub fn stream_sized(&mut self, reader: impl Read + Send + 'static, len: u64) -> &mut Self {
+        self.stream(reader);
+        if let Some(body) = &mut self.stream {
+            body.len = Some(len);
+        }
+        self
+    }
+
+    /// Stream the body from `chunks`, pulled on the event loop's thread as the socket drains
+    /// (about one window per pull): for chunks made in memory, where each `next` is cheap
+    /// (never one that waits: use [`stream`](Self::stream) or [`channel`](Self::channel)
+    /// then). Sent chunked; see [`chunks_sized`](Self::chunks_sized) for a known length.
+    pub fn chunks<I>(&mut self, chunks: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut chunks = chunks.into_iter();
+        let next = move |out: &mut Vec<u8>, until: usize| {
+            while out.len() < until {
+                match chunks.next() {
+                    Some(chunk) => out.extend_from_slice(chunk.as_ref()),
+                    None => return false,
+                }
+            }
+            true
+        };
+        self.stream = Some(Body {
+            source: Source::Chunks(Box::new(next)),
+            len: None,
+            ends_on_drain: false,
+        });
+        self
+    }
+
+    /// As [`chunks`](Self::chunks), for a body of `len` bytes, sent with `Content-Length`.
+    pub fn chunks_sized<I>(&mut self, chunks: I, len: u64) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        self.chunks(chunks);
+        if let Some(body) = &mut self.stream {
+            body.len = Some(len);
+        }
+        self
+    }
+
+    /// Stream the body from other threads: returns the [`BodySender`] to write it with
+    /// (clone it for several writers). The body is sent chunked as it comes; it ends when the
+    /// last sender is dropped. A sender blocks while the connection's window is full.
+    pub fn channel(&mut self) -> BodySender {
+        let (sender, pipe) = BodySender::channel();
+        self.stream = Some(Body {
+            source: Source::Pipe(pipe),
+            len: None,
+            ends_on_drain: false,
+        });
+        sender
+    }
+
+    /// A stream of server-sent events: [`channel`](Self::channel) with
+    /// `Content-Type: text/event-stream` and `Cache-Control: no-cache`; write events with
+    /// [`BodySender::send_event`]. When the worker drains (a reload, a scale-down) the stream
+    /// ends cleanly after what was sent, and senders get [`Closed`](super::Closed): the
+    /// client's `EventSource` reconnects, to a worker that stays.
+    pub fn sse(&mut self) -> BodySender {
+        self.header("Content-Type", "text/event-stream")
+            .header("Cache-Control", "no-cache");
+        let sender = self.channel();
+        if let Some(body) = &mut self.stream {
+            body.ends_on_drain = true;
+        }
+        sender
+    }
+
     /// The body buffer, to append to (it implements [`std::io::Write`]).
     pub fn body_mut(&mut self) -> &mut Vec<u8> {
         &mut self.body
@@ -225,6 +336,34 @@ impl Response {
         if !(head_only || bodiless) {
             out.extend_from_slice(&self.body);
         }
+    }
+
+    /// Render the head of a streamed answer onto `out`: `Content-Length` when `len` is known,
+    /// else `Transfer-Encoding: chunked` when `chunked`, else nothing (the end of the
+    /// connection delimits the body).
+    pub(crate) fn write_stream_head(
+        &self,
+        out: &mut Vec<u8>,
+        len: Option<u64>,
+        chunked: bool,
+        persist: Persist,
+        now: Instant,
+    ) {
+        write_head(out, self.status, persist, now);
+        if let Some(len) = len {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Whether this status carries no body (1xx, 204, 304).
+    pub(crate) fn bodiless(&self) -> bool {
+        self.status < 200 || self.status == 204 || self.status == 304
     }
 }
 
