@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-files compare-builds fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -44,6 +44,10 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+
+# A large file over loopback: herd's files example (sendfile) against nginx `sendfile on`.
+measure-files:
+	bash benches/measure_files.sh
 
 # The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
 compare-builds:
