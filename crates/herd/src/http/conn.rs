@@ -15,7 +15,7 @@ use super::parse::{self, Framing, Head};
 use super::request::Params;
 use super::response::{self, Persist};
 use super::{Error, Handler, Limits, Request, Response};
-use crate::protocol::{Connection, Flow, Handover, Step};
+use crate::protocol::{Connection, FileRange, Flow, Handover, Step};
 
 /// Header slots kept on the stack; a larger `max_headers` parses into a heap array.
 const INLINE_HEADERS: usize = 64;
@@ -46,6 +46,8 @@ enum One {
     Partial { len: usize },
     /// A request of `len` bytes is being answered elsewhere (its handler deferred).
     Deferred { len: usize },
+    /// A request of `len` bytes was answered with a file body: the loop sends it next.
+    Streamed { len: usize },
 }
 
 /// A request whose handler deferred its answer: how to render it when it comes.
@@ -84,6 +86,17 @@ pub struct Conn<H> {
     parsed: usize,
     /// The request whose answer is deferred; nothing else is parsed meanwhile.
     waiting: Option<Waiting>,
+    /// A response's file body goes out (see [`Flow::Stream`]); nothing else is parsed
+    /// meanwhile. `None` on the plain path.
+    streaming: Option<Streaming>,
+}
+
+/// The file body of the answer being sent.
+struct Streaming {
+    /// Until the loop takes it ([`Connection::take_file`]).
+    file: Option<FileRange>,
+    /// Close the connection once it went out.
+    close: bool,
 }
 
 impl<H: Handler> Conn<H> {
@@ -110,6 +123,7 @@ impl<H: Handler> Conn<H> {
             received: 0,
             parsed: 0,
             waiting: None,
+            streaming: None,
         }
     }
 
@@ -234,7 +248,20 @@ impl<H: Handler> Conn<H> {
                 (false, 0) => Persist::KeepAlive10,
                 (false, _) => Persist::KeepAlive,
             };
-            res.write(out, head.method == "HEAD", persist, now);
+            let head_only = head.method == "HEAD";
+            res.write(out, head_only, persist, now);
+            if let Some(file) = res_file(res, head_only) {
+                // Its file body goes next (then `on_drained`).
+                self.streaming = Some(Streaming {
+                    file: Some(file),
+                    close,
+                });
+                res.reset();
+                self.finish_request(now);
+                return Ok(One::Streamed {
+                    len: taken + body_len,
+                });
+            }
             close
         } else {
             tracing::error!(
@@ -276,7 +303,7 @@ impl<H: Handler> Conn<H> {
             fresh: false,
         };
         Some(match done {
-            Done::Answer(res) => {
+            Done::Answer(mut res) => {
                 crate::metrics::local::request(res.status_code(), waiting.started);
                 let close = !waiting.keep_alive || self.draining || res.wants_close();
                 let persist = match (close, waiting.minor_version) {
@@ -285,6 +312,10 @@ impl<H: Handler> Conn<H> {
                     (false, _) => Persist::KeepAlive,
                 };
                 res.write(out, waiting.head_only, persist, now);
+                self.streaming = res_file(&mut res, waiting.head_only).map(|file| Streaming {
+                    file: Some(file),
+                    close,
+                });
                 close
             }
             Done::Dropped => {
@@ -320,6 +351,11 @@ impl<H: Handler> Conn<H> {
             State::Head { .. } | State::Body { .. } => {}
         }
     }
+}
+
+/// The file body of `res`, unless the request was a `HEAD`.
+fn res_file(res: &mut Response, head_only: bool) -> Option<FileRange> {
+    res.take_file().filter(|_| !head_only)
 }
 
 impl Head<'_> {
@@ -360,6 +396,12 @@ impl<H: Handler> Connection for Conn<H> {
                         flow: Flow::Wait,
                     }
                 }
+                Ok(One::Streamed { len }) => {
+                    return Step {
+                        consumed: consumed + len,
+                        flow: Flow::Stream,
+                    }
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -378,8 +420,9 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if self.waiting.is_some() {
-            // The handler has the request; the client waits for us, not we for it.
+        if self.waiting.is_some() || self.streaming.is_some() {
+            // The handler has the request, or its answer is going out (the loop's write
+            // stall limit applies): the client waits for us, not we for it.
             return None;
         }
         let limits = &self.limits;
@@ -415,7 +458,7 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.streaming.is_some() {
             // A request in flight: its answer closes the connection.
             return Flow::Continue;
         }
@@ -435,7 +478,7 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.streaming.is_some() {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
         }
@@ -455,6 +498,11 @@ impl<H: Handler> Connection for Conn<H> {
                 consumed: 0,
                 flow: Flow::Wait,
             },
+            // Its file body goes next; then `on_drained` closes or serves what is pipelined.
+            Some(_) if self.streaming.is_some() => Step {
+                consumed: 0,
+                flow: Flow::Stream,
+            },
             Some(true) => Step {
                 consumed: input.len(),
                 flow: Flow::Close,
@@ -462,5 +510,30 @@ impl<H: Handler> Connection for Conn<H> {
             // Answered (or nothing was deferred): serve what was pipelined behind it.
             _ => self.on_read(input, out, now),
         }
+    }
+
+    fn take_file(&mut self) -> Option<FileRange> {
+        self.streaming.as_mut()?.file.take()
+    }
+
+    fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let Some(streaming) = self.streaming.take() else {
+            return Step {
+                consumed: 0,
+                flow: Flow::Continue,
+            };
+        };
+        // The keep-alive idle time runs from the end of the answer.
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        if streaming.close || self.draining {
+            return Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            };
+        }
+        self.on_read(input, out, now)
     }
 }

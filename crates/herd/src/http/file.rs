@@ -23,14 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Request, Response};
 
-/// A byte range of an open file: the body of a response that the loop sends with sendfile(2).
-#[derive(Debug, Clone)]
-pub(crate) struct FileBody {
-    pub(crate) file: Arc<File>,
-    pub(crate) offset: u64,
-    pub(crate) len: u64,
-}
-
 /// Open `path` for reading without blocking on a FIFO (a FIFO is then refused as not a
 /// regular file).
 pub(crate) fn open(path: &Path) -> io::Result<File> {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::deferred::{Link, Responder, Slot};
-use super::file::{self, FileBody};
+use super::file;
 use super::{date, status, Request};
+use crate::protocol::FileRange;
 
 /// Buffers larger than this are released after the response went out, so that one large
 /// response does not make an idle connection expensive.
@@ -24,7 +25,7 @@ pub struct Response {
     headers: Vec<u8>,
     body: Vec<u8>,
     /// A body sent from a file (with sendfile(2)) instead of `body`.
-    file: Option<FileBody>,
+    file: Option<FileRange>,
     close: bool,
     /// The connection's way to defer (`None` for a [`Responder`]'s own response).
     pub(crate) link: Option<Link>,
@@ -194,7 +195,7 @@ impl Response {
     /// replaces it.
     pub fn body_file(&mut self, file: impl Into<Arc<File>>, offset: u64, len: u64) -> &mut Self {
         self.body.clear();
-        self.file = (len > 0).then(|| FileBody {
+        self.file = (len > 0).then(|| FileRange {
             file: file.into(),
             offset,
             len,
@@ -204,7 +205,7 @@ impl Response {
 
     /// The file body, taken out to be sent after [`write`](Self::write)'s output: `None` for
     /// a body in memory, and for a status that has no body (1xx, 204, 304).
-    pub(crate) fn take_file(&mut self) -> Option<FileBody> {
+    pub(crate) fn take_file(&mut self) -> Option<FileRange> {
         let file = self.file.take()?;
         (!bodiless(self.status)).then_some(file)
     }
