@@ -153,7 +153,7 @@ fn conditional_requests_answer_304_without_a_body() {
             format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\n"),
             200,
         ),
-        (format!("If-Match: \"other\"\r\n"), 412),
+        ("If-Match: \"other\"\r\n".to_string(), 412),
         (format!("If-Match: {etag}\r\n"), 200),
         (format!("If-Unmodified-Since: {earlier}\r\n"), 412),
     ] {

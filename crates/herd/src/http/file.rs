@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(get(|a| a.if_unmodified_since = Some(DATE)), Full);
         // Ranges, and If-Range.
         let range = |a: &mut Asked<'_>| a.range = Some(b"bytes=0-9");
-        assert_eq!(get(&range), Partial { start: 0, end: 9 });
+        assert_eq!(get(range), Partial { start: 0, end: 9 });
         assert_eq!(
             get(|a| {
                 range(a);
