@@ -444,6 +444,11 @@ fn a_router_mounts_a_directory_beside_other_routes() {
     assert_eq!(get(&mut s, "/", "").body, b"app home");
     assert_eq!(get(&mut s, "/assets/docs/guide.txt", "").body, b"guide\n");
     assert_eq!(get(&mut s, "/assets/", "").body, b"<h1>home</h1>\n");
+    let reply = get(&mut s, "/assets", "");
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (301, Some("/assets/"))
+    );
     assert_eq!(get(&mut s, "/assets/../secret.txt", "").status, 400);
     assert_eq!(get(&mut s, "/assets/%2e%2e/secret.txt", "").status, 400);
     assert_eq!(get(&mut s, "/other", "").status, 404);

@@ -132,7 +132,8 @@ impl Router {
     }
 
     /// Serve the files of `dir` under `prefix` (e.g. `/assets`: `/assets/app.css` is
-    /// `app.css` under the directory's root; `""` or `/` serves it at the site's root):
+    /// `app.css` under the directory's root, `/assets` is redirected to `/assets/`; `""` or
+    /// `/` serves it at the site's root):
     /// `GET` and `HEAD`, `405` for other methods (see [`StaticDir`](super::StaticDir)).
     ///
     /// # Panics
@@ -140,7 +141,13 @@ impl Router {
     pub fn files(self, prefix: &str, dir: super::StaticDir) -> Self {
         let prefix = prefix.trim_end_matches('/');
         let dir = std::sync::Arc::new(dir.prefix(prefix));
-        self.get(&format!("{prefix}/"), std::sync::Arc::clone(&dir))
+        let mut router = self;
+        if !prefix.is_empty() {
+            // `/assets` itself: redirected to `/assets/`.
+            router = router.get(prefix, std::sync::Arc::clone(&dir));
+        }
+        router
+            .get(&format!("{prefix}/"), std::sync::Arc::clone(&dir))
             .get(&format!("{prefix}/{{*file}}"), dir)
     }
 
