@@ -507,3 +507,28 @@ fn a_file_shorter_than_its_range_closes_the_connection_after_what_there_is() {
     let body = &all[all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
     assert_eq!(body, &pattern(1000)[..]);
 }
+
+#[test]
+fn a_drain_lets_a_file_in_flight_finish_then_closes() {
+    let dir = TempDir::new("drain");
+    let content = pattern(BIG);
+    dir.write("big.bin", &content);
+    let mut server = start(serve_dir(dir.path()), Config::default());
+    let mut s = server.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Read a little, so that most of the body is still to come when the drain starts.
+    let mut first = [0u8; 1024];
+    s.read_exact(&mut first).unwrap();
+    server.begin_drain();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut all = first.to_vec();
+    s.read_to_end(&mut all).expect("the body, then the close");
+    let body = &all[all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    assert!(
+        body == content.as_slice(),
+        "{} of {BIG} body bytes",
+        body.len()
+    );
+    server.stop().expect("the loop returns");
+}
