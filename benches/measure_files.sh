@@ -38,12 +38,27 @@ echo "index" >"$WWW/index.html"
 echo "== a ${SIZE_MB} MiB file in $BASE"
 head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom >"$WWW/big.bin"
 SIZE=$(stat -c %s "$WWW/big.bin")
+# nginx's workers run as nobody when it is started as root: they must reach the files.
+chmod -R a+rX "$TMP"
+
+# As lib.sh's wait_http, with more patience (a loaded box starts slowly) and the server's log
+# when nothing answers.
+wait_up() { # port log
+    local i
+    for i in $(seq 1 300); do
+        if curl -fs -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
+        sleep 0.1
+    done
+    echo "$NAME: nothing answers on port $1; the end of its log:" >&2
+    tail -n 5 "$2" >&2
+    exit 1
+}
 
 HERD_PORT=$(free_port)
 ROOT="$WWW" PORT="$HERD_PORT" WORKERS=2 RUST_LOG=warn "$FILES" >"$TMP/herd.log" 2>&1 &
 HERD_PID=$!
 STARTED+=("$HERD_PID")
-wait_http "$HERD_PORT"
+wait_up "$HERD_PORT" "$TMP/herd.log"
 sleep 0.3
 HERD_WORKERS=$(pgrep -P "$HERD_PID" | tr '\n' ' ')
 
@@ -65,7 +80,7 @@ http {
 CONF
 nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 STARTED+=("$!")
-wait_http "$NGINX_PORT"
+wait_up "$NGINX_PORT" "$TMP/nginx/logs/error.log"
 echo "== herd on $HERD_PORT (workers $HERD_WORKERS), nginx on $NGINX_PORT"
 
 # Both must send the same bytes.
