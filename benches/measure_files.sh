@@ -8,8 +8,8 @@
 #   1. throughput: curl fetches the file FETCHES times per server per round, the servers
 #      alternating (and swapping who goes first) for ROUNDS rounds; MB/s per round and the
 #      herd/nginx ratio of the totals
-#   2. how herd sent it: strace -c -f on herd's workers during one fetch (sendfile calls and
-#      bytes per call; no read/write of the body)
+#   2. how each sent it: strace -c -f on each server's workers during one fetch (sendfile
+#      calls, those that met a full socket, bytes per call; no read/write of the body)
 # Everything started here is killed on exit. Figures move run to run on a shared box: read
 # the ratio.
 set -euo pipefail
@@ -120,22 +120,37 @@ TOTAL_H=$(awk -v s="$HERD_SECS" -v r="$ROUNDS" -v n="$((SIZE * FETCHES))" 'BEGIN
 TOTAL_N=$(awk -v s="$NGINX_SECS" -v r="$ROUNDS" -v n="$((SIZE * FETCHES))" 'BEGIN {printf "%.0f", n * r / s / 1e6}')
 echo "all rounds: herd $TOTAL_H MB/s, nginx $TOTAL_N MB/s, herd/nginx $(awk -v h="$TOTAL_H" -v n="$TOTAL_N" 'BEGIN {printf "%.2f", h / n}')"
 
-echo "== herd's syscalls for one fetch (strace -c -f on its workers)"
-STRACE_ARGS=()
-for pid in $HERD_WORKERS; do STRACE_ARGS+=(-p "$pid"); done
-strace -f -c -o "$TMP/strace.txt" "${STRACE_ARGS[@]}" &
-STRACE_PID=$!
-STARTED+=("$STRACE_PID")
-sleep 0.5
-curl -fs -o /dev/null "http://127.0.0.1:$HERD_PORT/big.bin"
-sleep 0.2
-kill -INT "$STRACE_PID"
-wait "$STRACE_PID" 2>/dev/null || true
-awk '$NF ~ /^(sendfile|write|writev|read|epoll_wait|pread64)$/ {print "  " $NF ": " $4 " calls"}' "$TMP/strace.txt"
-calls=$(awk '$NF == "sendfile" {print $4}' "$TMP/strace.txt")
-if [ -n "$calls" ] && [ "$calls" -gt 0 ]; then
-    echo "  $((SIZE / calls / 1024)) KiB per sendfile call"
-else
+# strace -c's table: `% time  seconds  usecs/call  calls  [errors]  syscall`.
+syscalls() { # name port workers...
+    local name=$1 port=$2 args=() pid calls
+    shift 2
+    for pid in "$@"; do args+=(-p "$pid"); done
+    strace -f -c -o "$TMP/strace.$name" "${args[@]}" 2>/dev/null &
+    local strace_pid=$!
+    STARTED+=("$strace_pid")
+    sleep 0.5
+    curl -fs -o /dev/null "http://127.0.0.1:$port/big.bin"
+    sleep 0.2
+    kill -INT "$strace_pid"
+    wait "$strace_pid" 2>/dev/null || true
+    awk -v name="$name" -v size="$SIZE" '
+        $NF ~ /^(sendfile|write|writev|read|pread64|epoll_wait)$/ {
+            errors = (NF == 6) ? $5 : 0
+            line = line sprintf("  %s %d (%d EAGAIN)", $NF, $4, errors)
+            if ($NF == "sendfile") { sent = $4 - errors }
+        }
+        END {
+            printf "%s:%s\n", name, line
+            if (sent > 0) printf "  %s: %d KiB per successful sendfile\n", name, size / sent / 1024
+        }' "$TMP/strace.$name"
+}
+echo "== syscalls for one fetch (strace -c -f on the workers; strace slows both)"
+# shellcheck disable=SC2086
+syscalls herd "$HERD_PORT" $HERD_WORKERS
+NGINX_WORKERS=$(pgrep -P "$(cat "$TMP/nginx/nginx.pid")" | tr '\n' ' ')
+# shellcheck disable=SC2086
+syscalls nginx "$NGINX_PORT" $NGINX_WORKERS
+if ! grep -q sendfile "$TMP/strace.herd"; then
     echo "$NAME: herd made no sendfile call" >&2
     exit 1
 fi
