@@ -6,8 +6,9 @@
 # 127.0.0.1. The file (SIZE_MB, default 1024 MiB) lives in a tmpfs (/dev/shm when there is
 # one), so both read it from the page cache.
 #   1. throughput: curl fetches the file FETCHES times per server per round, the servers
-#      alternating (and swapping who goes first) for ROUNDS rounds; MB/s per round and the
-#      herd/nginx ratio of the totals
+#      alternating (and swapping who goes first) for ROUNDS rounds; MB/s per round, the
+#      herd/nginx ratio of the totals and the median of the rounds' ratios (a shared box's
+#      slow stretches hit single rounds)
 #   2. how each sent it: strace -c -f on each server's workers during one fetch (sendfile
 #      calls, those that met a full socket, bytes per call; no read/write of the body)
 # Everything started here is killed on exit. Figures move run to run on a shared box: read
@@ -105,6 +106,7 @@ mbps() { # seconds
 echo "== throughput: $FETCHES fetches of $((SIZE / 1048576)) MiB per server per round, $ROUNDS alternating rounds"
 HERD_SECS=0
 NGINX_SECS=0
+RATIOS=()
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then
         h=$(fetch_secs "$HERD_PORT"); n=$(fetch_secs "$NGINX_PORT")
@@ -113,12 +115,14 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
     HERD_SECS=$(awk -v a="$HERD_SECS" -v b="$h" 'BEGIN {print a + b}')
     NGINX_SECS=$(awk -v a="$NGINX_SECS" -v b="$n" 'BEGIN {print a + b}')
-    printf 'round %d:  herd %s MB/s  nginx %s MB/s  ratio %s\n' "$r" "$(mbps "$h")" "$(mbps "$n")" \
-        "$(awk -v h="$h" -v n="$n" 'BEGIN {printf "%.2f", n / h}')"
+    ratio=$(awk -v h="$h" -v n="$n" 'BEGIN {printf "%.2f", n / h}')
+    RATIOS+=("$ratio")
+    printf 'round %d:  herd %s MB/s  nginx %s MB/s  ratio %s\n' "$r" "$(mbps "$h")" "$(mbps "$n")" "$ratio"
 done
 TOTAL_H=$(awk -v s="$HERD_SECS" -v r="$ROUNDS" -v n="$((SIZE * FETCHES))" 'BEGIN {printf "%.0f", n * r / s / 1e6}')
 TOTAL_N=$(awk -v s="$NGINX_SECS" -v r="$ROUNDS" -v n="$((SIZE * FETCHES))" 'BEGIN {printf "%.0f", n * r / s / 1e6}')
-echo "all rounds: herd $TOTAL_H MB/s, nginx $TOTAL_N MB/s, herd/nginx $(awk -v h="$TOTAL_H" -v n="$TOTAL_N" 'BEGIN {printf "%.2f", h / n}')"
+echo "all rounds: herd $TOTAL_H MB/s, nginx $TOTAL_N MB/s, herd/nginx $(awk -v h="$TOTAL_H" -v n="$TOTAL_N" 'BEGIN {printf "%.2f", h / n}')," \
+    "median of the rounds' ratios $(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')"
 
 # strace -c's table: `% time  seconds  usecs/call  calls  [errors]  syscall`.
 syscalls() { # name port workers...
