@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-files compare-builds fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream measure-files compare-builds fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -44,6 +44,9 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+# Streamed bodies (1 GiB down and up) and the worker's RSS idle vs peak.
+measure-stream:
+	bash benches/measure_stream.sh
 
 # A large file over loopback: herd's files example (sendfile) against nginx `sendfile on`.
 measure-files:

@@ -532,3 +532,97 @@ fn a_drain_lets_a_file_in_flight_finish_then_closes() {
     );
     server.stop().expect("the loop returns");
 }
+
+#[test]
+fn files_and_streamed_bodies_pipelined_on_one_connection_keep_their_order() {
+    let dir = TempDir::new("mixed");
+    let content = pattern(BIG);
+    let path = dir.write("big.bin", &content);
+    let app = Router::new()
+        .get("/file", move |req: &Request<'_>, res: &mut Response| {
+            res.file(req, &path);
+        })
+        .get("/chunks", |_req: &Request<'_>, res: &mut Response| {
+            res.chunks((0..100).map(|i| format!("chunk {i}\n")));
+        });
+    let server = start(Http::new(app), Config::default());
+    let mut s = server.connect();
+    s.write_all(
+        b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /file HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n",
+    )
+    .unwrap();
+    let first = read_reply(&mut s, false).unwrap();
+    assert!(first.status == 200 && first.body == content);
+    // The chunked body: read up to its last chunk.
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut text = String::new();
+    while !text.ends_with("\r\n0\r\n\r\n") {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
+            "{text}"
+        );
+        text.push_str(&line);
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("chunk 0\n") && text.contains("chunk 99\n"),
+        "{text}"
+    );
+    let mut rest = Vec::new();
+    let third = loop {
+        // What the buffered reader took past the chunked body, then the socket.
+        let buffered = std::io::BufRead::fill_buf(&mut reader).unwrap().to_vec();
+        let n = buffered.len();
+        std::io::BufRead::consume(&mut reader, n);
+        rest.extend_from_slice(&buffered);
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            if rest.len() >= end + 4 + 3 {
+                break rest;
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&third);
+    assert!(text.starts_with("HTTP/1.1 206 "), "{text}");
+    assert!(third.ends_with(&content[BIG - 3..]));
+}
+
+#[test]
+fn a_file_answered_after_a_streamed_upload_goes_out_before_the_next_request() {
+    let dir = TempDir::new("upload");
+    let content = pattern(2 * 1024 * 1024);
+    let path = dir.write("reply.bin", &content);
+    let app = Router::new()
+        .post(
+            "/upload",
+            blocking(move |req: &Request<'_>, res: &mut Response| {
+                let mut reader = req.body_reader().expect("a streamed body");
+                let n = std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+                assert_eq!(n, 3_000_000);
+                res.file(req, &path);
+            }),
+        )
+        .get("/small", |_req: &Request<'_>, res: &mut Response| {
+            res.body("small");
+        });
+    let http = Http::new(app)
+        .max_body_bytes(64 * 1024)
+        .stream_large_bodies(true);
+    let server = start(http, Config::default());
+    let mut s = server.connect();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            w.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n")?;
+            w.write_all(&vec![7u8; 3_000_000])?;
+            w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        })
+    };
+    let file = read_reply(&mut s, false).unwrap();
+    assert!(file.status == 200 && file.body == content, "{}", file.head);
+    let small = read_reply(&mut s, false).unwrap();
+    assert_eq!(small.body, b"small");
+    writer.join().unwrap().unwrap();
+}

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use httparse::Header;
 
+use super::body::{Body, Fill, Outgoing};
 use super::chunked::{Decoded, Decoder};
 use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
 use super::request::Params;
 use super::response::{self, Persist};
+use super::upload::Upload;
 use super::{Error, Handler, Limits, Request, Response};
 use crate::protocol::{Connection, FileRange, Flow, Handover, Step};
 
@@ -46,8 +48,10 @@ enum One {
     Partial { len: usize },
     /// A request of `len` bytes is being answered elsewhere (its handler deferred).
     Deferred { len: usize },
+    /// A request of `len` bytes is answered with a streamed body (its head is written).
+    Streaming { len: usize },
     /// A request of `len` bytes was answered with a file body: the loop sends it next.
-    Streamed { len: usize },
+    File { len: usize },
 }
 
 /// A request whose handler deferred its answer: how to render it when it comes.
@@ -86,13 +90,17 @@ pub struct Conn<H> {
     parsed: usize,
     /// The request whose answer is deferred; nothing else is parsed meanwhile.
     waiting: Option<Waiting>,
+    /// The streamed body being sent; nothing else is parsed meanwhile.
+    outgoing: Option<Box<Outgoing>>,
+    /// The request body being streamed to the handler; nothing else is parsed meanwhile.
+    upload: Option<Box<Upload>>,
     /// A response's file body goes out (see [`Flow::Stream`]); nothing else is parsed
     /// meanwhile. `None` on the plain path.
-    streaming: Option<Streaming>,
+    sending: Option<SendingFile>,
 }
 
 /// The file body of the answer being sent.
-struct Streaming {
+struct SendingFile {
     /// Until the loop takes it ([`Connection::take_file`]).
     file: Option<FileRange>,
     /// Close the connection once it went out.
@@ -123,7 +131,9 @@ impl<H: Handler> Conn<H> {
             received: 0,
             parsed: 0,
             waiting: None,
-            streaming: None,
+            outgoing: None,
+            upload: None,
+            sending: None,
         }
     }
 
@@ -174,8 +184,14 @@ impl<H: Handler> Conn<H> {
             State::Head { since } => since,
             _ => now,
         };
+        // A body over the limit, streamed to the handler (see `Http::stream_large_bodies`).
+        let mut large = None;
         let (body, body_len) = match head.framing {
             Framing::Empty => (&[][..], 0),
+            Framing::Length(n) if n > self.limits.max_body_bytes => {
+                large = Some(self.upload_for(Some(n as u64), now)?);
+                (&[][..], 0)
+            }
             Framing::Length(n) => match rest.get(..n) {
                 Some(body) => (body, n),
                 None => {
@@ -190,26 +206,48 @@ impl<H: Handler> Conn<H> {
                     self.decoder = Decoder::default();
                     self.received = 0;
                 }
-                match self
-                    .decoder
-                    .decode(rest, &mut self.body, self.limits.max_body_bytes)?
-                {
-                    Decoded::Done(n) => (&self.body[..], n),
-                    Decoded::Partial => {
-                        // Keep the head, take every byte: the encoding is not kept.
-                        self.received += rest.len();
-                        let expect_continue = head.expect_continue;
-                        self.head = if taken > 0 {
-                            input[..taken].to_vec()
-                        } else {
-                            saved
-                        };
-                        self.wait_body(expect_continue, out, now);
-                        return Ok(One::Partial { len: input.len() });
+                let max = self.limits.max_body_bytes;
+                // Streaming large bodies: decode past the limit (by one read at most), then
+                // hand what came to the handler's reader.
+                let limit = if self.limits.stream_large_bodies {
+                    usize::MAX
+                } else {
+                    max
+                };
+                let decoded = self.decoder.decode(rest, &mut self.body, limit)?;
+                if self.body.len() > max {
+                    let mut upload = self.upload_for(None, now)?;
+                    upload.push(&self.body, now);
+                    self.body.clear();
+                    let len = match decoded {
+                        Decoded::Done(n) => {
+                            upload.finish();
+                            n
+                        }
+                        Decoded::Partial => rest.len(),
+                    };
+                    large = Some(upload);
+                    (&[][..], len)
+                } else {
+                    match decoded {
+                        Decoded::Done(n) => (&self.body[..], n),
+                        Decoded::Partial => {
+                            // Keep the head, take every byte: the encoding is not kept.
+                            self.received += rest.len();
+                            let expect_continue = head.expect_continue;
+                            self.head = if taken > 0 {
+                                input[..taken].to_vec()
+                            } else {
+                                saved
+                            };
+                            self.wait_body(expect_continue, out, now);
+                            return Ok(One::Partial { len: input.len() });
+                        }
                     }
                 }
             }
         };
+        let offer = large.as_ref().and_then(|u| u.offer());
         let req = Request {
             method: head.method,
             target: head.target,
@@ -218,6 +256,7 @@ impl<H: Handler> Conn<H> {
             body,
             peer: self.peer,
             params: Params::None,
+            upload: offer.as_deref(),
         };
         let res = &mut self.response;
         let handler = &self.handler;
@@ -225,8 +264,24 @@ impl<H: Handler> Conn<H> {
         crate::heartbeat::enter(head.method, head.target, now);
         let served = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req, res)));
         crate::heartbeat::leave();
+        if let Some(mut upload) = large {
+            if served.is_ok() && upload.taken() {
+                if head.expect_continue && !self.continued {
+                    // Before the final answer, which may come at once.
+                    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.upload = Some(Box::new(upload));
+            } else {
+                // The handler did not opt in: too large, as without streaming.
+                res.deferred = None;
+                res.stream = None;
+                res.reset();
+                return Err(Error::BodyTooLarge);
+            }
+        }
         let deferred = res.deferred.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
+            res.stream = None;
             self.waiting = Some(Waiting {
                 slot,
                 head_only: head.method == "HEAD",
@@ -248,17 +303,29 @@ impl<H: Handler> Conn<H> {
                 (false, 0) => Persist::KeepAlive10,
                 (false, _) => Persist::KeepAlive,
             };
+            if let Some(body) = res.stream.take() {
+                let head_only = head.method == "HEAD";
+                let head_alone =
+                    self.start_stream(body, head_only, head.minor_version, persist, out, now);
+                self.response.reset();
+                self.finish_request(now);
+                let len = taken + body_len;
+                return Ok(match head_alone {
+                    None => One::Streaming { len },
+                    Some(close) => One::Served { len, close },
+                });
+            }
             let head_only = head.method == "HEAD";
             res.write(out, head_only, persist, now);
             if let Some(file) = res_file(res, head_only) {
                 // Its file body goes next (then `on_drained`).
-                self.streaming = Some(Streaming {
+                self.sending = Some(SendingFile {
                     file: Some(file),
                     close,
                 });
                 res.reset();
                 self.finish_request(now);
-                return Ok(One::Streamed {
+                return Ok(One::File {
                     len: taken + body_len,
                 });
             }
@@ -271,6 +338,7 @@ impl<H: Handler> Conn<H> {
             );
             response::write_error(out, 500, now);
             crate::metrics::local::request(500, started);
+            res.stream = None;
             true
         };
         res.reset();
@@ -279,6 +347,177 @@ impl<H: Handler> Conn<H> {
             len: taken + body_len,
             close,
         })
+    }
+
+    /// A streamed request body of `len` bytes (`None`: chunked), or 413 when it cannot be.
+    fn upload_for(&self, len: Option<u64>, now: Instant) -> Result<Upload, Error> {
+        match &self.response.link {
+            Some(link) if self.limits.stream_large_bodies => Ok(Upload::new(
+                len,
+                self.limits.stream_window,
+                link.wake.clone(),
+                now,
+            )),
+            _ => Err(Error::BodyTooLarge),
+        }
+    }
+
+    /// Feed `input` (body bytes) to the streamed request body; once it is complete, serve
+    /// what follows it.
+    fn feed_upload(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let Some(upload) = self.upload.as_mut() else {
+            return self.on_read(input, out, now);
+        };
+        if upload.full && !upload.has_room() {
+            return Step {
+                consumed: 0,
+                flow: Flow::Wait,
+            };
+        }
+        let (consumed, done) = match upload.remaining {
+            Some(left) => {
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                upload.push(&input[..take], now);
+                upload.remaining = Some(left - take as u64);
+                (take, left == take as u64)
+            }
+            None => {
+                // Decode into the (otherwise unused) body buffer, then hand it over.
+                let mut data = std::mem::take(&mut self.body);
+                data.clear();
+                let decoded = self.decoder.decode(input, &mut data, usize::MAX);
+                upload.push(&data, now);
+                data.clear();
+                self.body = data;
+                match decoded {
+                    Ok(Decoded::Done(n)) => (n, true),
+                    Ok(Decoded::Partial) => (input.len(), false),
+                    Err(e) => {
+                        tracing::debug!("bad request body: {e:?}");
+                        self.upload = None;
+                        response::write_error(out, e.status(), now);
+                        return Step {
+                            consumed: input.len(),
+                            flow: Flow::Close,
+                        };
+                    }
+                }
+            }
+        };
+        if !done {
+            let flow = if upload.full {
+                Flow::Wait
+            } else {
+                Flow::Continue
+            };
+            return Step { consumed, flow };
+        }
+        upload.finish();
+        self.upload = None;
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        if self.waiting.is_some() {
+            // The handler answers later; or it did already (its wake-up found the connection
+            // reading, so it is not announced again).
+            match self.answer_deferred(out, now) {
+                None => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Wait,
+                    }
+                }
+                Some(true) => {
+                    return Step {
+                        consumed: input.len(),
+                        flow: Flow::Close,
+                    }
+                }
+                // A file body: the loop sends it, then `on_drained` serves what follows.
+                Some(false) if self.sending.is_some() => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Stream,
+                    }
+                }
+                Some(false) if self.outgoing.is_some() => {
+                    let step = self.on_drained(&input[consumed..], out, now);
+                    return Step {
+                        consumed: consumed + step.consumed,
+                        flow: step.flow,
+                    };
+                }
+                Some(false) => {}
+            }
+        }
+        let rest = self.on_read(&input[consumed..], out, now);
+        Step {
+            consumed: consumed + rest.consumed,
+            flow: rest.flow,
+        }
+    }
+
+    /// Write the head of the answer in `self.response` with a streamed `body`. `None` when
+    /// the body follows (`self.outgoing` holds it); for a head alone (HEAD, a bodiless
+    /// status), whether the connection closes after it.
+    fn start_stream(
+        &mut self,
+        body: Body,
+        head_only: bool,
+        minor_version: u8,
+        persist: Persist,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Option<bool> {
+        let res = &self.response;
+        let len = body.len;
+        // Unknown length: chunked for HTTP/1.1, the connection's end for HTTP/1.0.
+        let chunked = len.is_none() && minor_version > 0;
+        let persist = if len.is_none() && !chunked {
+            Persist::Close
+        } else {
+            persist
+        };
+        if head_only || res.bodiless() {
+            res.write_stream_head(out, len, chunked && !res.bodiless(), persist, now);
+            // Dropping the body stops its producers.
+            return Some(persist == Persist::Close);
+        }
+        res.write_stream_head(out, len, chunked, persist, now);
+        let outgoing = Outgoing::new(
+            body,
+            chunked,
+            persist == Persist::Close,
+            self.limits.stream_window,
+            self.response.link.clone(),
+        );
+        self.outgoing = Some(Box::new(outgoing));
+        None
+    }
+
+    /// The next piece of the streamed body onto `out`, and what the loop does next.
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> Flow {
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return Flow::Continue;
+        };
+        match outgoing.fill(out) {
+            Fill::More => Flow::Stream,
+            Fill::Wait => Flow::Wait,
+            Fill::Done => {
+                let close = outgoing.close || self.draining;
+                self.outgoing = None;
+                if close {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                }
+            }
+            Fill::Failed => {
+                self.outgoing = None;
+                Flow::Close
+            }
+        }
     }
 
     /// Back to idle after a request (its answer written or deferred).
@@ -311,8 +550,20 @@ impl<H: Handler> Conn<H> {
                     (false, 0) => Persist::KeepAlive10,
                     (false, _) => Persist::KeepAlive,
                 };
+                if let Some(body) = res.stream.take() {
+                    // The answer goes through `self.response` (where streaming starts from).
+                    let link = self.response.link.take();
+                    self.response = res;
+                    self.response.link = link;
+                    let min = waiting.minor_version;
+                    let head_alone =
+                        self.start_stream(body, waiting.head_only, min, persist, out, now);
+                    self.response.reset();
+                    // A stream decides at its end; a head alone closes now if it must.
+                    return Some(head_alone.unwrap_or(false));
+                }
                 res.write(out, waiting.head_only, persist, now);
-                self.streaming = res_file(&mut res, waiting.head_only).map(|file| Streaming {
+                self.sending = res_file(&mut res, waiting.head_only).map(|file| SendingFile {
                     file: Some(file),
                     close,
                 });
@@ -368,8 +619,11 @@ impl Head<'_> {
 
 impl<H: Handler> Connection for Conn<H> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() {
+            return self.feed_upload(input, out, now);
+        }
         let mut consumed = 0;
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() {
             return Step {
                 consumed,
                 flow: Flow::Wait,
@@ -391,12 +645,29 @@ impl<H: Handler> Connection for Conn<H> {
                     break;
                 }
                 Ok(One::Deferred { len }) => {
-                    return Step {
-                        consumed: consumed + len,
-                        flow: Flow::Wait,
+                    consumed += len;
+                    if self.upload.is_none() {
+                        return Step {
+                            consumed,
+                            flow: Flow::Wait,
+                        };
                     }
                 }
-                Ok(One::Streamed { len }) => {
+                Ok(One::Streaming { len }) => {
+                    consumed += len;
+                    match self.next_piece(out) {
+                        // Over already (a short body): serve what follows.
+                        Flow::Continue => {}
+                        Flow::Close => {
+                            return Step {
+                                consumed: input.len(),
+                                flow: Flow::Close,
+                            }
+                        }
+                        flow => return Step { consumed, flow },
+                    }
+                }
+                Ok(One::File { len }) => {
                     return Step {
                         consumed: consumed + len,
                         flow: Flow::Stream,
@@ -412,6 +683,14 @@ impl<H: Handler> Connection for Conn<H> {
                     };
                 }
             }
+            if self.upload.is_some() {
+                // The handler took the body's reader: feed it what is here.
+                let step = self.feed_upload(&input[consumed..], out, now);
+                return Step {
+                    consumed: consumed + step.consumed,
+                    flow: step.flow,
+                };
+            }
         }
         Step {
             consumed,
@@ -420,9 +699,12 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if self.waiting.is_some() || self.streaming.is_some() {
-            // The handler has the request, or its answer is going out (the loop's write
-            // stall limit applies): the client waits for us, not we for it.
+        if let Some(upload) = &self.upload {
+            // Waiting for the handler to read is not the client's fault.
+            return (!upload.full).then(|| upload.last + self.limits.header_read_timeout);
+        }
+        if self.waiting.is_some() || self.outgoing.is_some() || self.sending.is_some() {
+            // The handler has the request; the client waits for us, not we for it.
             return None;
         }
         let limits = &self.limits;
@@ -458,7 +740,17 @@ impl<H: Handler> Connection for Conn<H> {
 
     fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
         self.draining = true;
-        if self.waiting.is_some() || self.streaming.is_some() {
+        if self.upload.is_some() {
+            // A body on its way to the handler: finish it, answer, then close.
+            return Flow::Continue;
+        }
+        if let Some(outgoing) = &mut self.outgoing {
+            // A body in flight is finished (server-sent events end now), then the
+            // connection closes.
+            outgoing.end_on_drain();
+            return Flow::Continue;
+        }
+        if self.waiting.is_some() || self.sending.is_some() {
             // A request in flight: its answer closes the connection.
             return Flow::Continue;
         }
@@ -478,7 +770,11 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn handover(&self) -> Handover {
-        if self.waiting.is_some() || self.streaming.is_some() {
+        if self.waiting.is_some()
+            || self.outgoing.is_some()
+            || self.upload.is_some()
+            || self.sending.is_some()
+        {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
         }
@@ -493,13 +789,22 @@ impl<H: Handler> Connection for Conn<H> {
     }
 
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() {
+            // The handler read some of the body (room again), or its answer came early (it
+            // goes out once the body is read).
+            return self.feed_upload(input, out, now);
+        }
+        if self.outgoing.is_some() {
+            // The body's producer has more (or ended).
+            return self.on_drained(input, out, now);
+        }
         match self.answer_deferred(out, now) {
             None if self.waiting.is_some() => Step {
                 consumed: 0,
                 flow: Flow::Wait,
             },
             // Its file body goes next; then `on_drained` closes or serves what is pipelined.
-            Some(_) if self.streaming.is_some() => Step {
+            Some(_) if self.sending.is_some() => Step {
                 consumed: 0,
                 flow: Flow::Stream,
             },
@@ -507,33 +812,40 @@ impl<H: Handler> Connection for Conn<H> {
                 consumed: input.len(),
                 flow: Flow::Close,
             },
+            // A streamed answer: its first piece.
+            _ if self.outgoing.is_some() => self.on_drained(input, out, now),
             // Answered (or nothing was deferred): serve what was pipelined behind it.
             _ => self.on_read(input, out, now),
         }
     }
 
     fn take_file(&mut self) -> Option<FileRange> {
-        self.streaming.as_mut()?.file.take()
+        self.sending.as_mut()?.file.take()
     }
 
     fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
-        let Some(streaming) = self.streaming.take() else {
-            return Step {
-                consumed: 0,
-                flow: Flow::Continue,
+        if let Some(sending) = self.sending.take() {
+            // A file body went out; the keep-alive idle time runs from the end of the answer.
+            self.state = State::Idle {
+                since: now,
+                fresh: false,
             };
-        };
-        // The keep-alive idle time runs from the end of the answer.
-        self.state = State::Idle {
-            since: now,
-            fresh: false,
-        };
-        if streaming.close || self.draining {
-            return Step {
+            if sending.close || self.draining {
+                return Step {
+                    consumed: input.len(),
+                    flow: Flow::Close,
+                };
+            }
+            return self.on_read(input, out, now);
+        }
+        match self.next_piece(out) {
+            // The body is over: serve what was pipelined behind it.
+            Flow::Continue => self.on_read(input, out, now),
+            Flow::Close => Step {
                 consumed: input.len(),
                 flow: Flow::Close,
-            };
+            },
+            flow => Step { consumed: 0, flow },
         }
-        self.on_read(input, out, now)
     }
 }

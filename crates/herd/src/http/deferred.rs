@@ -90,8 +90,11 @@ impl Responder {
         }
         self.sent = true;
         *self.slot.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
-        self.wake.wake();
+        // The work ends before the wake-up: a draining loop that takes the answer (or sees
+        // its connection gone) on that wake-up must not find the work still counted, or it
+        // would sleep until its drain timeout with nothing left to do.
         self.wake.end_work();
+        self.wake.wake();
     }
 }
 

@@ -10,6 +10,10 @@
 //! HTTP/1.0 request with `Transfer-Encoding` is decoded, answered, and its connection closed
 //! (RFC 9112 section 6.1).
 //!
+//! Bodies of any size stream without being held whole: [`Response::stream`] (a reader, read on
+//! the pool), [`Response::chunks`] (an iterator, on the loop), [`Response::channel`] and
+//! [`Response::sse`] (written from other threads through a [`BodySender`]).
+//!
 //! Handlers that wait leave the loop: [`blocking`] runs one on the worker's bounded pool,
 //! [`Response::defer`] gives a [`Responder`] to answer from any thread. [`Router`] routes by
 //! path and method (`matchit`); [`Request`] decodes queries, forms, cookies and (feature
@@ -31,6 +35,7 @@
 //! # let _ = http;
 //! ```
 
+mod body;
 mod chunked;
 mod conn;
 mod date;
@@ -47,11 +52,13 @@ mod static_dir;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use body::{BodySender, Closed, TrySendError};
 pub use conn::Conn;
 pub use deferred::Responder;
 use error::Error;
@@ -61,6 +68,7 @@ pub use request::{BadRequest, Request};
 pub use response::Response;
 pub use router::Router;
 pub use static_dir::StaticDir;
+pub use upload::BodyReader;
 
 use crate::protocol::{Protocol, Wake};
 use pool::{Pool, PoolConfig};
@@ -75,6 +83,8 @@ pub(crate) struct Limits {
     pub(crate) max_uri_len: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) min_body_rate: usize,
+    pub(crate) stream_window: usize,
+    pub(crate) stream_large_bodies: bool,
 }
 
 /// The HTTP/1.1 [`Protocol`]: serves every request with a [`Handler`].
@@ -105,6 +115,8 @@ impl<H: Handler> Http<H> {
                 max_uri_len: 4 * 1024,
                 max_body_bytes: 1024 * 1024,
                 min_body_rate: 1024,
+                stream_window: body::DEFAULT_WINDOW,
+                stream_large_bodies: false,
             },
             pool: Arc::new(Pool::new(DEFAULT_POOL)),
             pool_config: DEFAULT_POOL,
@@ -198,6 +210,29 @@ impl<H: Handler> Http<H> {
     /// a pause of `header_read_timeout` between reads ends a body). Default: 1024 bytes/s.
     pub fn min_body_rate(mut self, bytes_per_second: usize) -> Self {
         self.limits.min_body_rate = bytes_per_second;
+        self
+    }
+
+    /// The window of a streamed response body ([`Response::stream`], [`Response::chunks`],
+    /// [`Response::channel`]): the most bytes produced ahead of what the socket took. The
+    /// body's memory per connection is about twice this (the piece being sent and the one
+    /// produced meanwhile), however large the body and however slow the client; larger
+    /// windows mean fewer writes (and pool reads) per byte. Default: 64 KiB.
+    pub fn stream_window(mut self, bytes: usize) -> Self {
+        self.limits.stream_window = bytes.max(1);
+        self
+    }
+
+    /// Offer request bodies larger than [`max_body_bytes`](Self::max_body_bytes) to the
+    /// handler as a stream ([`Request::body_reader`]) instead of answering `413`: the handler
+    /// is called as soon as the head has arrived, with an empty [`Request::body`]; one that
+    /// takes the reader gets the body as the client sends it, one window
+    /// ([`stream_window`](Self::stream_window)) ahead of what it read, whatever its size (no
+    /// limit applies: the handler decides); one that does not still answers `413`.
+    /// `Content-Length` and chunked bodies alike; `Expect: 100-continue` is answered before
+    /// the handler runs. Default: off.
+    pub fn stream_large_bodies(mut self, on: bool) -> Self {
+        self.limits.stream_large_bodies = on;
         self
     }
 }

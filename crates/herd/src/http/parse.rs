@@ -81,7 +81,7 @@ pub(crate) fn head<'a>(
         _ => Framing::Empty,
     };
     if let Framing::Length(n) = framing {
-        if n > limits.max_body_bytes {
+        if n > limits.max_body_bytes && !limits.stream_large_bodies {
             return Err(Error::BodyTooLarge);
         }
     }

@@ -69,8 +69,10 @@ impl<H: Handler> Handler for Blocking<H> {
         let responder = res.defer();
         link.pool.submit(
             Job {
-                run: Box::new(move |res| handler.call(&owned.as_request(&mut Vec::new()), res)),
-                responder,
+                work: Work::Handler {
+                    run: Box::new(move |res| handler.call(&owned.as_request(&mut Vec::new()), res)),
+                    responder,
+                },
                 queued: Instant::now(),
             },
             &link.wake,
@@ -87,9 +89,19 @@ pub(crate) struct PoolConfig {
 
 /// One request for the pool.
 struct Job {
-    run: Box<dyn FnOnce(&mut Response) + Send>,
-    responder: Responder,
+    work: Work,
     queued: Instant,
+}
+
+/// What a pool thread runs.
+enum Work {
+    /// A blocking handler, answering through its responder.
+    Handler {
+        run: Box<dyn FnOnce(&mut Response) + Send>,
+        responder: Responder,
+    },
+    /// A piece of a response body to read (see [`Response::stream`]).
+    Task(Box<dyn FnOnce() + Send>),
 }
 
 struct State {
@@ -133,6 +145,15 @@ impl Pool {
     /// Past the hard limit (twice the queue): new jobs are refused.
     pub(crate) fn is_full(&self) -> bool {
         self.lock().jobs.len() >= 2 * self.config.queue
+    }
+
+    /// Run `task` on a pool thread (queued like a blocking handler).
+    pub(crate) fn spawn(self: &Arc<Self>, task: Box<dyn FnOnce() + Send>, wake: &Wake) {
+        let job = Job {
+            work: Work::Task(task),
+            queued: Instant::now(),
+        };
+        self.submit(job, wake);
     }
 
     fn submit(self: &Arc<Self>, job: Job, wake: &Wake) {
@@ -206,16 +227,23 @@ impl Pool {
             .max_wait_us
             .fetch_max(waited.as_micros() as u64, Ordering::Relaxed);
         stats.busy.fetch_add(1, Ordering::Relaxed);
-        let Job {
-            run, mut responder, ..
-        } = job;
-        match panic::catch_unwind(AssertUnwindSafe(|| run(&mut responder))) {
-            Ok(()) => responder.send(),
-            Err(_) => {
-                stats.panicked.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("a blocking handler panicked; answered 500");
-                // Dropped unsent: the connection answers 500 and closes.
-                drop(responder);
+        match job.work {
+            Work::Handler { run, mut responder } => {
+                match panic::catch_unwind(AssertUnwindSafe(|| run(&mut responder))) {
+                    Ok(()) => responder.send(),
+                    Err(_) => {
+                        stats.panicked.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!("a blocking handler panicked; answered 500");
+                        // Dropped unsent: the connection answers 500 and closes.
+                        drop(responder);
+                    }
+                }
+            }
+            Work::Task(task) => {
+                if panic::catch_unwind(AssertUnwindSafe(task)).is_err() {
+                    stats.panicked.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("a response body's reader panicked");
+                }
             }
         }
         stats.busy.fetch_sub(1, Ordering::Relaxed);

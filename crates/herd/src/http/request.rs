@@ -16,6 +16,8 @@ pub struct Request<'a> {
     pub(crate) body: &'a [u8],
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) params: Params<'a>,
+    /// A body over the limit, offered as a stream (see [`Request::body_reader`]).
+    pub(crate) upload: Option<&'a super::upload::Offer>,
 }
 
 /// The path parameters a route matched.
@@ -48,6 +50,19 @@ impl<'a> Request<'a> {
     /// The query: what follows the first `?` of the target, if there is one (e.g. `q=herd`).
     pub fn query(&self) -> Option<&'a str> {
         self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The body as a stream, for a body larger than
+    /// [`Http::max_body_bytes`](super::Http::max_body_bytes) when
+    /// [`Http::stream_large_bodies`](super::Http::stream_large_bodies) is on (then
+    /// [`body`](Self::body) is empty); `None` otherwise, or once taken. A handler that does
+    /// not take it gets the request answered `413`, as without streaming. Read it on another
+    /// thread (a [`blocking`](super::blocking) handler, or one given the
+    /// [`Responder`](super::Responder) of [`Response::defer`](super::Response::defer)): the
+    /// connection reads the socket as the reader consumes, one window
+    /// ([`Http::stream_window`](super::Http::stream_window)) ahead.
+    pub fn body_reader(&self) -> Option<super::BodyReader> {
+        self.upload?.take()
     }
 
     /// The minor version: `0` for HTTP/1.0, `1` for HTTP/1.1.
@@ -150,6 +165,8 @@ pub(crate) struct OwnedRequest {
     body: Vec<u8>,
     peer: Option<SocketAddr>,
     params: Vec<(String, String)>,
+    /// A streamed body's reader, taken from the connection for the thread.
+    upload: super::upload::Offer,
 }
 
 impl OwnedRequest {
@@ -171,6 +188,7 @@ impl OwnedRequest {
             body: req.body.into(),
             peer: req.peer,
             params,
+            upload: super::upload::Offer::of(req.body_reader()),
         }
     }
 
@@ -192,6 +210,7 @@ impl OwnedRequest {
             body: &self.body,
             peer: self.peer,
             params: Params::Owned(&self.params),
+            upload: Some(&self.upload),
         }
     }
 }

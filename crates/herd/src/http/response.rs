@@ -1,10 +1,12 @@
 //! The answer a handler builds, and its rendering onto the connection's output.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::body::{Body, BodySender, Pipe, Source};
 use super::deferred::{Link, Responder, Slot};
 use super::file;
 use super::{date, status, Request};
@@ -19,6 +21,14 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 /// `Date`, `Content-Length` and `Connection` are written by the server: a `Content-Length`,
 /// `Transfer-Encoding` or `Date` set here is ignored, and `Connection: close` closes the
 /// connection after this response.
+///
+/// The body is a buffer ([`body`](Self::body)), or is streamed: produced as the socket
+/// drains, one window ([`Http::stream_window`](super::Http::stream_window)) at a time,
+/// whatever its size ([`stream`](Self::stream), [`chunks`](Self::chunks),
+/// [`channel`](Self::channel), [`sse`](Self::sse)); a streamed body replaces the buffer. A
+/// streamed body of unknown length is sent chunked to HTTP/1.1 clients, and delimited by the
+/// end of the connection for HTTP/1.0 ones; a `HEAD` request gets the head only. Requests
+/// pipelined behind a streamed answer wait for its end.
 pub struct Response {
     status: u16,
     /// Header lines, each `Name: value\r\n`.
@@ -31,6 +41,8 @@ pub struct Response {
     pub(crate) link: Option<Link>,
     /// Set by [`Response::defer`]: where the answer will come.
     pub(crate) deferred: Option<Arc<Slot>>,
+    /// A streamed body, which replaces `body`.
+    pub(crate) stream: Option<Body>,
 }
 
 impl std::fmt::Debug for Response {
@@ -67,6 +79,7 @@ impl Response {
             close: false,
             link: None,
             deferred: None,
+            stream: None,
         }
     }
 
@@ -155,6 +168,103 @@ impl Response {
         self
     }
 
+    /// Stream the body from `reader`, chunked (its length is unknown; see
+    /// [`stream_sized`](Self::stream_sized)). It is read on the worker's blocking pool
+    /// ([`Http::blocking_threads`](super::Http::blocking_threads)), one window at a time, the
+    /// next while the last is sent: a read that blocks (a pipe, a socket, a slow disk) stalls
+    /// no other connection, and a pool thread is taken only while a read runs, not while a
+    /// slow client makes the stream wait. A read error cuts the answer short (the connection
+    /// closes before the body's end, so the client sees it incomplete). For bytes already in
+    /// memory, [`chunks`](Self::chunks) saves the thread hop.
+    pub fn stream(&mut self, reader: impl Read + Send + 'static) -> &mut Self {
+        self.stream = Some(Body {
+            source: Source::Pipe(Pipe::reader(Box::new(reader))),
+            len: None,
+            ends_on_drain: false,
+        });
+        self
+    }
+
+    /// As [`stream`](Self::stream), for a body of `len` bytes, sent with `Content-Length`. A
+    /// reader that ends early cuts the answer short; bytes past `len` are not sent.
+    pub fn stream_sized(&mut self, reader: impl Read + Send + 'static, len: u64) -> &mut Self {
+        self.stream(reader);
+        if let Some(body) = &mut self.stream {
+            body.len = Some(len);
+        }
+        self
+    }
+
+    /// Stream the body from `chunks`, pulled on the event loop's thread as the socket drains
+    /// (about one window per pull): for chunks made in memory, where each `next` is cheap
+    /// (never one that waits: use [`stream`](Self::stream) or [`channel`](Self::channel)
+    /// then). Sent chunked; see [`chunks_sized`](Self::chunks_sized) for a known length.
+    pub fn chunks<I>(&mut self, chunks: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut chunks = chunks.into_iter();
+        let next = move |out: &mut Vec<u8>, until: usize| {
+            while out.len() < until {
+                match chunks.next() {
+                    Some(chunk) => out.extend_from_slice(chunk.as_ref()),
+                    None => return false,
+                }
+            }
+            true
+        };
+        self.stream = Some(Body {
+            source: Source::Chunks(Box::new(next)),
+            len: None,
+            ends_on_drain: false,
+        });
+        self
+    }
+
+    /// As [`chunks`](Self::chunks), for a body of `len` bytes, sent with `Content-Length`.
+    pub fn chunks_sized<I>(&mut self, chunks: I, len: u64) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        self.chunks(chunks);
+        if let Some(body) = &mut self.stream {
+            body.len = Some(len);
+        }
+        self
+    }
+
+    /// Stream the body from other threads: returns the [`BodySender`] to write it with
+    /// (clone it for several writers). The body is sent chunked as it comes; it ends when the
+    /// last sender is dropped. A sender blocks while the connection's window is full.
+    pub fn channel(&mut self) -> BodySender {
+        let (sender, pipe) = BodySender::channel();
+        self.stream = Some(Body {
+            source: Source::Pipe(pipe),
+            len: None,
+            ends_on_drain: false,
+        });
+        sender
+    }
+
+    /// A stream of server-sent events: [`channel`](Self::channel) with
+    /// `Content-Type: text/event-stream` and `Cache-Control: no-cache`; write events with
+    /// [`BodySender::send_event`]. When the worker drains (a reload, a scale-down) the stream
+    /// ends cleanly after what was sent, and senders get [`Closed`](super::Closed): the
+    /// client's `EventSource` reconnects, to a worker that stays.
+    pub fn sse(&mut self) -> BodySender {
+        self.header("Content-Type", "text/event-stream")
+            .header("Cache-Control", "no-cache");
+        let sender = self.channel();
+        if let Some(body) = &mut self.stream {
+            body.ends_on_drain = true;
+        }
+        sender
+    }
+
     /// The body buffer, to append to (it implements [`std::io::Write`]); it replaces a file
     /// body set before.
     pub fn body_mut(&mut self) -> &mut Vec<u8> {
@@ -191,10 +301,11 @@ impl Response {
     /// through this process); no header is added (see [`file`](Self::file) for a whole
     /// static-file answer). The file must hold those bytes when the response goes out: if it
     /// is shorter by then, the connection is closed after what there was (the client sees a
-    /// body shorter than its `Content-Length`). Setting [`body`](Self::body) afterwards
-    /// replaces it.
+    /// body shorter than its `Content-Length`). It replaces a streamed body set before;
+    /// setting [`body`](Self::body) or a streamed body afterwards replaces it.
     pub fn body_file(&mut self, file: impl Into<Arc<File>>, offset: u64, len: u64) -> &mut Self {
         self.body.clear();
+        self.stream = None;
         self.file = (len > 0).then(|| FileRange {
             file: file.into(),
             offset,
@@ -207,7 +318,7 @@ impl Response {
     /// a body in memory, and for a status that has no body (1xx, 204, 304).
     pub(crate) fn take_file(&mut self) -> Option<FileRange> {
         let file = self.file.take()?;
-        (!bodiless(self.status)).then_some(file)
+        (!self.bodiless()).then_some(file)
     }
 
     /// Whether the handler asked to close the connection.
@@ -240,7 +351,7 @@ impl Response {
     /// takes it ([`take_file`](Self::take_file)) and sends it after `out`.
     pub(crate) fn write(&self, out: &mut Vec<u8>, head_only: bool, persist: Persist, now: Instant) {
         write_head(out, self.status, persist, now);
-        let bodiless = bodiless(self.status);
+        let bodiless = self.bodiless();
         if !bodiless {
             let len = match &self.file {
                 None => self.body.len() as u64,
@@ -256,11 +367,34 @@ impl Response {
             out.extend_from_slice(&self.body);
         }
     }
-}
 
-/// 1xx, 204 and 304 carry no body, hence no Content-Length.
-fn bodiless(status: u16) -> bool {
-    status < 200 || status == 204 || status == 304
+    /// Render the head of a streamed answer onto `out`: `Content-Length` when `len` is known,
+    /// else `Transfer-Encoding: chunked` when `chunked`, else nothing (the end of the
+    /// connection delimits the body).
+    pub(crate) fn write_stream_head(
+        &self,
+        out: &mut Vec<u8>,
+        len: Option<u64>,
+        chunked: bool,
+        persist: Persist,
+        now: Instant,
+    ) {
+        write_head(out, self.status, persist, now);
+        if let Some(len) = len {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Whether this status carries no body (1xx, 204, 304).
+    pub(crate) fn bodiless(&self) -> bool {
+        self.status < 200 || self.status == 204 || self.status == 304
+    }
 }
 
 /// The status line, `Date` and `Connection` lines.
