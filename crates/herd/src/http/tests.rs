@@ -449,3 +449,75 @@ fn a_head_trickled_a_byte_at_a_time_is_served_or_refused_by_its_limits() {
     assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     assert_eq!(flow, Flow::Close);
 }
+
+/// A streamed answer is produced a window at a time as the loop drains it, chunked; the
+/// connection cannot be handed over meanwhile, and serves what was pipelined once it is over.
+#[test]
+fn a_streamed_answer_goes_a_window_at_a_time_and_holds_the_handover() {
+    use crate::protocol::Handover;
+    fn stream(req: &Request<'_>, res: &mut Response) {
+        if req.path() == "/big" {
+            res.chunks((0..50).map(|_| vec![b'z'; 10_000]));
+        } else {
+            res.body("small");
+        }
+    }
+    let http = Http::new(stream as fn(&Request<'_>, &mut Response)).stream_window(64 * 1024);
+    let now = Instant::now();
+    let mut conn = http.connect(None, now);
+    let mut out = Vec::new();
+    let input = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n";
+    let step = conn.on_read(input, &mut out, now);
+    assert_eq!(step.flow, Flow::Stream);
+    let rest = &input[step.consumed..];
+    assert!(
+        rest.starts_with(b"GET /after"),
+        "the pipelined request waits"
+    );
+    assert_eq!(conn.handover(), Handover::Later);
+    let mut pieces = 1;
+    let mut all = std::mem::take(&mut out);
+    loop {
+        assert!(pieces < 20, "the stream never ended");
+        let step = conn.on_drained(rest, &mut out, now);
+        all.extend_from_slice(&out);
+        // Each piece is about one window.
+        assert!(
+            out.len() < 64 * 1024 + 10_000 + 64,
+            "a piece of {} bytes",
+            out.len()
+        );
+        out.clear();
+        pieces += 1;
+        if step.flow != Flow::Stream {
+            assert_eq!(step.flow, Flow::Continue);
+            assert_eq!(step.consumed, rest.len());
+            break;
+        }
+        assert_eq!(conn.handover(), Handover::Later);
+    }
+    assert!(pieces >= 8, "500,000 bytes in {pieces} pieces");
+    assert_eq!(conn.handover(), Handover::Now);
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text.split_once("\r\n\r\n").expect("head");
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    // Decode the chunks; the pipelined answer follows the last one.
+    let mut body = body.as_bytes();
+    let mut decoded = 0;
+    loop {
+        let line = body.iter().position(|&b| b == b'\n').expect("size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line - 1]).unwrap(), 16)
+            .expect("hex size");
+        body = &body[line + 1..];
+        if size == 0 {
+            assert!(body.starts_with(b"\r\nHTTP/1.1 200 OK\r\n"));
+            assert!(body.ends_with(b"small"));
+            break;
+        }
+        assert!(body[..size].iter().all(|&b| b == b'z'));
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        decoded += size;
+        body = &body[size + 2..];
+    }
+    assert_eq!(decoded, 500_000);
+}
