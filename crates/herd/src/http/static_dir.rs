@@ -225,8 +225,36 @@ impl Handler for StaticDir {
 
 #[cfg(test)]
 mod tests {
-    use super::relative_path;
+    use super::{relative_path, StaticDir};
     use std::path::Path;
+
+    /// The `realpath` fallback (kernels without `openat2`) on a real directory: links out of
+    /// the root are refused, links that stay inside are followed.
+    #[test]
+    fn without_openat2_links_are_checked_after_resolving() {
+        let base = std::env::temp_dir().join(format!("herd-static-dir-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(base.join("secret.txt"), b"secret").unwrap();
+        std::fs::write(root.join("sub/page.txt"), b"page").unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        };
+        link("../secret.txt", "out");
+        link("/etc/passwd", "passwd");
+        link("sub/page.txt", "in");
+        let dir = StaticDir::new(&root).unwrap();
+        let open = |rel: &str| dir.open_resolved(Path::new(rel)).map(|_| ());
+        let results = [
+            open("out"),
+            open("passwd"),
+            open("in"),
+            open("sub/page.txt"),
+            open("missing"),
+        ];
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(results, [Err(403), Err(403), Ok(()), Ok(()), Err(404)]);
+    }
 
     #[test]
     fn request_paths() {
