@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream compare-builds fleet fuzz clean
+.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream measure-files compare-builds fleet fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -56,6 +56,10 @@ measure-stream:
 # host under new-connection load; prints scenario, requests, failed, p99.
 fleet:
 	python3 benches/fleet.py
+
+# A large file over loopback: herd's files example (sendfile) against nginx `sendfile on`.
+measure-files:
+	bash benches/measure_files.sh
 
 # The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
 compare-builds:

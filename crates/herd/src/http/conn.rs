@@ -53,6 +53,8 @@ enum One {
     Upgraded { len: usize },
     /// A request of `len` bytes is answered with a streamed body (its head is written).
     Streaming { len: usize },
+    /// A request of `len` bytes was answered with a file body: the loop sends it next.
+    File { len: usize },
 }
 
 /// A request whose handler deferred its answer: how to render it when it comes.
@@ -98,6 +100,17 @@ pub struct Conn<H> {
     outgoing: Option<Box<Outgoing>>,
     /// The request body being streamed to the handler; nothing else is parsed meanwhile.
     upload: Option<Box<Upload>>,
+    /// A response's file body goes out (see [`Flow::Stream`]); nothing else is parsed
+    /// meanwhile. `None` on the plain path.
+    sending: Option<SendingFile>,
+}
+
+/// The file body of the answer being sent.
+struct SendingFile {
+    /// Until the loop takes it ([`Connection::take_file`]).
+    file: Option<FileRange>,
+    /// Close the connection once it went out.
+    close: bool,
 }
 
 impl<H: Handler> Conn<H> {
@@ -127,6 +140,7 @@ impl<H: Handler> Conn<H> {
             upgraded: None,
             outgoing: None,
             upload: None,
+            sending: None,
         }
     }
 
@@ -325,7 +339,20 @@ impl<H: Handler> Conn<H> {
                     Some(close) => One::Served { len, close },
                 });
             }
-            res.write(out, head.method == "HEAD", persist, now);
+            let head_only = head.method == "HEAD";
+            res.write(out, head_only, persist, now);
+            if let Some(file) = res_file(res, head_only) {
+                // Its file body goes next (then `on_drained`).
+                self.sending = Some(SendingFile {
+                    file: Some(file),
+                    close,
+                });
+                res.reset();
+                self.finish_request(now);
+                return Ok(One::File {
+                    len: taken + body_len,
+                });
+            }
             close
         } else {
             tracing::error!(
@@ -429,6 +456,13 @@ impl<H: Handler> Conn<H> {
                     return Step {
                         consumed: input.len(),
                         flow: Flow::Close,
+                    }
+                }
+                // A file body: the loop sends it, then `on_drained` serves what follows.
+                Some(false) if self.sending.is_some() => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Stream,
                     }
                 }
                 Some(false) if self.outgoing.is_some() => {
@@ -564,6 +598,10 @@ impl<H: Handler> Conn<H> {
                     return Some(head_alone.unwrap_or(false));
                 }
                 res.write(out, waiting.head_only, persist, now);
+                self.sending = res_file(&mut res, waiting.head_only).map(|file| SendingFile {
+                    file: Some(file),
+                    close,
+                });
                 close
             }
             Done::Dropped => {
@@ -599,6 +637,11 @@ impl<H: Handler> Conn<H> {
             State::Head { .. } | State::Body { .. } => {}
         }
     }
+}
+
+/// The file body of `res`, unless the request was a `HEAD`.
+fn res_file(res: &mut Response, head_only: bool) -> Option<FileRange> {
+    res.take_file().filter(|_| !head_only)
 }
 
 impl Head<'_> {
@@ -672,6 +715,12 @@ impl<H: Handler> Connection for Conn<H> {
                         flow: step.flow,
                     };
                 }
+                Ok(One::File { len }) => {
+                    return Step {
+                        consumed: consumed + len,
+                        flow: Flow::Stream,
+                    }
+                }
                 Err(e) => {
                     tracing::debug!("bad request: {e:?}");
                     response::write_error(out, e.status(), now);
@@ -712,7 +761,7 @@ impl<H: Handler> Connection for Conn<H> {
             // Waiting for the handler to read is not the client's fault.
             return (!upload.full).then(|| upload.last + self.limits.header_read_timeout);
         }
-        if self.waiting.is_some() || self.outgoing.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() || self.sending.is_some() {
             // The handler has the request; the client waits for us, not we for it.
             return None;
         }
@@ -765,7 +814,7 @@ impl<H: Handler> Connection for Conn<H> {
             outgoing.end_on_drain();
             return Flow::Continue;
         }
-        if self.waiting.is_some() {
+        if self.waiting.is_some() || self.sending.is_some() {
             // A request in flight: its answer closes the connection.
             return Flow::Continue;
         }
@@ -789,7 +838,11 @@ impl<H: Handler> Connection for Conn<H> {
             // Another protocol's state: it cannot travel with the socket.
             return Handover::Never;
         }
-        if self.waiting.is_some() || self.outgoing.is_some() || self.upload.is_some() {
+        if self.waiting.is_some()
+            || self.outgoing.is_some()
+            || self.upload.is_some()
+            || self.sending.is_some()
+        {
             // Its answer comes to this process: deliver it here first.
             return Handover::Later;
         }
@@ -828,6 +881,11 @@ impl<H: Handler> Connection for Conn<H> {
                 consumed: 0,
                 flow: Flow::Wait,
             },
+            // Its file body goes next; then `on_drained` closes or serves what is pipelined.
+            Some(_) if self.sending.is_some() => Step {
+                consumed: 0,
+                flow: Flow::Stream,
+            },
             Some(true) => Step {
                 consumed: input.len(),
                 flow: Flow::Close,
@@ -840,9 +898,31 @@ impl<H: Handler> Connection for Conn<H> {
         }
     }
 
+    fn take_file(&mut self) -> Option<FileRange> {
+        if let Some(upgraded) = &mut self.upgraded {
+            // An upgraded protocol may stream files too.
+            return upgraded.take_file();
+        }
+        self.sending.as_mut()?.file.take()
+    }
+
     fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         if let Some(upgraded) = &mut self.upgraded {
             return upgraded.on_drained(input, out, now);
+        }
+        if let Some(sending) = self.sending.take() {
+            // A file body went out; the keep-alive idle time runs from the end of the answer.
+            self.state = State::Idle {
+                since: now,
+                fresh: false,
+            };
+            if sending.close || self.draining {
+                return Step {
+                    consumed: input.len(),
+                    flow: Flow::Close,
+                };
+            }
+            return self.on_read(input, out, now);
         }
         match self.next_piece(out) {
             // The body is over: serve what was pipelined behind it.
@@ -853,10 +933,5 @@ impl<H: Handler> Connection for Conn<H> {
             },
             flow => Step { consumed: 0, flow },
         }
-    }
-
-    fn take_file(&mut self) -> Option<FileRange> {
-        // An upgraded protocol may stream files too.
-        self.upgraded.as_mut().and_then(|upgraded| upgraded.take_file())
     }
 }

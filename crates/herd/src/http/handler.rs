@@ -32,3 +32,10 @@ where
         self(req, res)
     }
 }
+
+/// A shared handler (one value behind several routes).
+impl<H: Handler + ?Sized> Handler for std::sync::Arc<H> {
+    fn call(&self, req: &Request<'_>, res: &mut Response) {
+        (**self).call(req, res)
+    }
+}

@@ -17,7 +17,8 @@
 //! Handlers that wait leave the loop: [`blocking`] runs one on the worker's bounded pool,
 //! [`Response::defer`] gives a [`Responder`] to answer from any thread. [`Router`] routes by
 //! path and method (`matchit`); [`Request`] decodes queries, forms, cookies and (feature
-//! `serde`) JSON.
+//! `serde`) JSON. [`Response::file`] and [`StaticDir`] serve files (validators, conditional
+//! requests, one byte range, sendfile(2)).
 //!
 //! ```
 //! use herd::{Http, Request, Response};
@@ -40,12 +41,14 @@ mod conn;
 mod date;
 mod deferred;
 mod error;
+mod file;
 mod handler;
 mod parse;
 mod pool;
 mod request;
 mod response;
 mod router;
+mod static_dir;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -66,6 +69,7 @@ pub use request::{BadRequest, Request};
 pub(crate) use response::has_token;
 pub use response::Response;
 pub use router::Router;
+pub use static_dir::StaticDir;
 pub use upload::BodyReader;
 
 use crate::protocol::{Protocol, Wake};

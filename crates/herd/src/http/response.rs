@@ -1,14 +1,17 @@
 //! The answer a handler builds, and its rendering onto the connection's output.
 
+use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::body::{Body, BodySender, Pipe, Source};
 use super::deferred::{Link, Responder, Slot};
+use super::file;
 use super::upgrade::Start;
-use super::{date, status};
-use crate::protocol::{Connection, Wake};
+use super::{date, status, Request};
+use crate::protocol::{Connection, FileRange, Wake};
 
 /// Buffers larger than this are released after the response went out, so that one large
 /// response does not make an idle connection expensive.
@@ -32,6 +35,8 @@ pub struct Response {
     /// Header lines, each `Name: value\r\n`.
     headers: Vec<u8>,
     body: Vec<u8>,
+    /// A body sent from a file (with sendfile(2)) instead of `body`.
+    file: Option<FileRange>,
     close: bool,
     /// The connection's way to defer (`None` for a [`Responder`]'s own response).
     pub(crate) link: Option<Link>,
@@ -49,6 +54,7 @@ impl std::fmt::Debug for Response {
             .field("status", &self.status)
             .field("headers", &String::from_utf8_lossy(&self.headers))
             .field("body_len", &self.body.len())
+            .field("file", &self.file)
             .field("close", &self.close)
             .field("deferred", &self.deferred.is_some())
             .field("upgrade", &self.upgrade.is_some())
@@ -77,6 +83,7 @@ impl Response {
             status: 200,
             headers: Vec::new(),
             body: Vec::new(),
+            file: None,
             close: false,
             link: None,
             deferred: None,
@@ -187,8 +194,9 @@ impl Response {
         self
     }
 
-    /// Replace the body.
+    /// Replace the body (and a file body set before).
     pub fn body(&mut self, body: impl AsRef<[u8]>) -> &mut Self {
+        self.file = None;
         self.body.clear();
         self.body.extend_from_slice(body.as_ref());
         self
@@ -291,9 +299,60 @@ impl Response {
         sender
     }
 
-    /// The body buffer, to append to (it implements [`std::io::Write`]).
+    /// The body buffer, to append to (it implements [`std::io::Write`]); it replaces a file
+    /// body set before.
     pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        self.file = None;
         &mut self.body
+    }
+
+    /// Answer `req` with the file at `path`, as a static file server does: `ETag` and
+    /// `Last-Modified`, `304 Not Modified` for a matching `If-None-Match` (or, without it,
+    /// `If-Modified-Since`), `412` for a failed `If-Match`/`If-Unmodified-Since`, one byte
+    /// range of a `GET` (`206` with `Content-Range`; `416` when no byte of it is in the file;
+    /// several ranges are ignored: `200`), `Content-Type` from the extension (`mime_guess`),
+    /// and the body sent from the file with sendfile(2), not copied through this process.
+    /// A `HEAD` gets the same headers. A missing file is answered `404`, one this process may
+    /// not read `403`, anything but a regular file `404`.
+    ///
+    /// `path` is used as given: to serve a directory to clients, whose paths must not leave
+    /// it, use [`StaticDir`](super::StaticDir). Opening the file happens on the calling
+    /// thread (a local disk answers in microseconds; a slow network file system would stall
+    /// the loop: wrap such a handler in [`blocking`](super::blocking)).
+    pub fn file(&mut self, req: &Request<'_>, path: impl AsRef<Path>) -> &mut Self {
+        let path = path.as_ref();
+        let opened = file::open(path).and_then(|f| Ok((f.metadata()?, f)));
+        match opened {
+            Ok((meta, f)) => file::serve(req, self, f, &meta, path),
+            Err(e) => {
+                self.status(file::error_status(&e, path));
+            }
+        }
+        self
+    }
+
+    /// Make the body `len` bytes of `file` from `offset`, sent with sendfile(2) (no copy
+    /// through this process); no header is added (see [`file`](Self::file) for a whole
+    /// static-file answer). The file must hold those bytes when the response goes out: if it
+    /// is shorter by then, the connection is closed after what there was (the client sees a
+    /// body shorter than its `Content-Length`). It replaces a streamed body set before;
+    /// setting [`body`](Self::body) or a streamed body afterwards replaces it.
+    pub fn body_file(&mut self, file: impl Into<Arc<File>>, offset: u64, len: u64) -> &mut Self {
+        self.body.clear();
+        self.stream = None;
+        self.file = (len > 0).then(|| FileRange {
+            file: file.into(),
+            offset,
+            len,
+        });
+        self
+    }
+
+    /// The file body, taken out to be sent after [`write`](Self::write)'s output: `None` for
+    /// a body in memory, and for a status that has no body (1xx, 204, 304).
+    pub(crate) fn take_file(&mut self) -> Option<FileRange> {
+        let file = self.file.take()?;
+        (!self.bodiless()).then_some(file)
     }
 
     /// Whether the handler asked to close the connection.
@@ -310,6 +369,7 @@ impl Response {
     pub(crate) fn reset(&mut self) {
         self.status = 200;
         self.close = false;
+        self.file = None;
         for buf in [&mut self.headers, &mut self.body] {
             if buf.capacity() > KEEP_CAPACITY {
                 *buf = Vec::new();
@@ -321,14 +381,18 @@ impl Response {
 
     /// Render onto `out`: status line, `Date`, `Content-Length`, the handler's headers,
     /// `Connection` when needed, and the body unless `head_only` (a HEAD request, which gets
-    /// the `Content-Length` the GET would have had).
+    /// the `Content-Length` the GET would have had). A file body is not written: the caller
+    /// takes it ([`take_file`](Self::take_file)) and sends it after `out`.
     pub(crate) fn write(&self, out: &mut Vec<u8>, head_only: bool, persist: Persist, now: Instant) {
         write_head(out, self.status, persist, now);
-        // 1xx, 204 and 304 carry no body, hence no Content-Length.
-        let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
+        let bodiless = self.bodiless();
         if !bodiless {
+            let len = match &self.file {
+                None => self.body.len() as u64,
+                Some(file) => file.len,
+            };
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(&self.headers);

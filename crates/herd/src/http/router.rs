@@ -131,6 +131,26 @@ impl Router {
         self.route("PATCH", pattern, handler)
     }
 
+    /// Serve the files of `dir` under `prefix` (e.g. `/assets`: `/assets/app.css` is
+    /// `app.css` under the directory's root, `/assets` is redirected to `/assets/`; `""` or
+    /// `/` serves it at the site's root):
+    /// `GET` and `HEAD`, `405` for other methods (see [`StaticDir`](super::StaticDir)).
+    ///
+    /// # Panics
+    /// As [`route`](Self::route), when another route takes the same paths.
+    pub fn files(self, prefix: &str, dir: super::StaticDir) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        let dir = std::sync::Arc::new(dir.prefix(prefix));
+        let mut router = self;
+        if !prefix.is_empty() {
+            // `/assets` itself: redirected to `/assets/`.
+            router = router.get(prefix, std::sync::Arc::clone(&dir));
+        }
+        router
+            .get(&format!("{prefix}/"), std::sync::Arc::clone(&dir))
+            .get(&format!("{prefix}/{{*file}}"), dir)
+    }
+
     /// The handler for paths no route matches. Default: `404 Not Found` with an empty body.
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(Box::new(handler));
