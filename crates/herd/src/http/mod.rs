@@ -196,6 +196,12 @@ impl<H: Handler> Http<H> {
         self.limits.min_body_rate = bytes_per_second;
         self
     }
+
+    /// HTTPS: this HTTP spoken inside TLS with `config` (feature `tls`; see [`crate::tls`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(self, config: crate::tls::TlsConfig) -> crate::tls::Tls<Self> {
+        crate::tls::Tls::new(self, config)
+    }
 }
 
 /// See [`Http::blocking_threads`] and [`Http::blocking_queue`].
