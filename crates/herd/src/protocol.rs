@@ -4,7 +4,9 @@
 //! bytes for one connection at a time. HTTP/1.1 ([`crate::http`]) is one protocol; a raw TCP
 //! service (the echo example) is another.
 
+use std::fs::File;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::event_loop::Wake;
@@ -21,6 +23,26 @@ pub enum Flow {
     /// until it is woken ([`Wake::wake`] leads to [`Connection::on_wake`]): an answer is being
     /// prepared elsewhere, and the requests behind it wait, so answers stay in order.
     Wait,
+    /// Write out what is in the output buffer, then the file range the loop takes with
+    /// [`Connection::take_file`] (if any); once all of it has gone to the socket, call
+    /// [`Connection::on_drained`] for more. Nothing is read from the connection meanwhile (as
+    /// with [`Flow::Wait`]), and the write stall timeout applies. A body produced this way
+    /// costs the memory of one piece at a time, however large it is and however slowly the
+    /// peer reads.
+    Stream,
+}
+
+/// A range of an open file that the loop sends with `sendfile(2)` (no copy through user
+/// space) after the output buffer: see [`Connection::take_file`].
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// The file; shared, so that one open file can serve many connections.
+    pub file: Arc<File>,
+    /// Where the range starts in the file.
+    pub offset: u64,
+    /// How many bytes to send. A file shorter than `offset + len` ends the connection (the
+    /// peer was promised bytes that cannot come).
+    pub len: u64,
 }
 
 /// Whether a connection may move to another worker process while its worker drains
@@ -117,5 +139,29 @@ pub trait Connection: 'static {
             consumed: 0,
             flow: Flow::Continue,
         }
+    }
+
+    /// Everything a [`Flow::Stream`] asked to send (the output and any file range) has gone
+    /// to the socket. Append the next piece to `out` and return [`Flow::Stream`] again;
+    /// [`Flow::Wait`] when the producer (another thread) has nothing yet (it wakes the
+    /// connection through its [`Wake`], then [`on_wake`](Self::on_wake) may return
+    /// [`Flow::Stream`]); or, once the stream is over, [`Flow::Continue`] or [`Flow::Close`],
+    /// after serving what `input` holds (pipelined requests, as [`on_read`](Self::on_read)
+    /// would). Default: the stream is over, nothing to serve.
+    fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let _ = (input, out, now);
+        Step {
+            consumed: 0,
+            flow: Flow::Continue,
+        }
+    }
+
+    /// Asked by the loop once after every callback that returned [`Flow::Stream`] (and only
+    /// then): a range of a file to send with `sendfile(2)` after the output buffer, before
+    /// [`on_drained`](Self::on_drained) is called. A protocol that cannot let bytes reach
+    /// the socket untouched (TLS) reads the range itself into its output instead. Default:
+    /// none.
+    fn take_file(&mut self) -> Option<FileRange> {
+        None
     }
 }

@@ -3,12 +3,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::protocol::{Connection, Flow, Handover};
+use crate::protocol::{Connection, FileRange, Flow, Handover};
 
 /// The loop's shared scratch space: one read buffer and one output buffer for all connections.
 pub(super) struct Buffers {
@@ -25,6 +26,11 @@ const OUT_KEEP: usize = 64 * 1024;
 /// (a pipelining flood) gets this many buffers' worth of work, then waits for the other
 /// connections' turn.
 const READ_BUDGET: usize = 4;
+
+/// The most bytes one streaming connection sends per readiness (output and file ranges): a
+/// client that reads as fast as the loop writes gets this much, then waits for the other
+/// connections' turn.
+const STREAM_BUDGET: usize = 1024 * 1024;
 
 /// Whether a connection survived a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,14 @@ pub(super) struct Socket<C> {
     waiting: bool,
     /// Input may have arrived while waiting with no edge left to announce it: read on resume.
     missed: bool,
+    /// The protocol streams ([`Flow::Stream`]): the loop sends `output`, then `file`, then
+    /// asks for more; nothing is read meanwhile.
+    streaming: bool,
+    /// The file range of the stream, sent after `output`.
+    file: Option<FileRange>,
+    /// Registered for WRITABLE: while output is pending, and all along a stream (it would
+    /// otherwise register and deregister for every piece a slow peer makes wait).
+    write_interest: bool,
     /// Tells this connection from a later one that reuses its slab key (see `Wake`).
     pub(super) gen: u64,
 }
@@ -102,6 +116,9 @@ impl<C: Connection> Socket<C> {
             handed_over,
             waiting: false,
             missed: false,
+            streaming: false,
+            file: None,
+            write_interest: false,
             gen: 0,
         }
     }
@@ -109,7 +126,7 @@ impl<C: Connection> Socket<C> {
     /// When the loop must look at this connection again: the write stall limit while output is
     /// pending, else the protocol's deadline.
     pub(super) fn deadline(&self, write_timeout: Duration) -> Option<Instant> {
-        if self.output.is_empty() {
+        if self.output.is_empty() && self.file.is_none() {
             self.proto.deadline()
         } else {
             Some(self.progress + write_timeout)
@@ -120,8 +137,13 @@ impl<C: Connection> Socket<C> {
     /// read budget is spent: then [`Status::Busy`]), handing each batch to the protocol and
     /// writing its answer.
     pub(super) fn on_readable(&mut self, cx: &mut Ctx<'_>) -> Status {
-        if self.waiting {
+        if self.waiting || self.streaming {
             self.missed = true;
+            if self.streaming && self.output.is_empty() {
+                // Called back after a stream spent its budget ([`Status::Busy`]), or input
+                // came: go on with the stream (a full socket costs one `EAGAIN`).
+                return self.pump(cx);
+            }
             return Status::Open;
         }
         let mut budget = READ_BUDGET;
@@ -144,16 +166,17 @@ impl<C: Connection> Socket<C> {
             crate::metrics::local::bytes_in(n);
             let flow = self.feed(n, cx);
             self.drained = n < cx.bufs.read.len() && self.input.is_empty();
-            if self.after(flow, cx) == Status::Closed {
+            let status = self.after(flow, cx);
+            if status == Status::Closed {
                 return Status::Closed;
             }
             if self.output.len() > cx.max_pending_output {
                 self.paused = true;
             }
-            if self.waiting {
+            if self.waiting || self.streaming {
                 // A full read may have left more in the kernel, with no new edge to come.
-                self.missed = n == cx.bufs.read.len();
-                break;
+                self.missed |= n == cx.bufs.read.len();
+                return status;
             }
             // A short read drained the socket: edge-triggered epoll reports new data anew.
             if n < cx.bufs.read.len() {
@@ -188,6 +211,10 @@ impl<C: Connection> Socket<C> {
     /// The socket is writable: flush pending output, then resume what waited for it.
     pub(super) fn on_writable(&mut self, cx: &mut Ctx<'_>) -> Status {
         if self.output.is_empty() {
+            if self.streaming {
+                // A file range waits for room (or a spurious edge: pumping is harmless).
+                return self.pump(cx);
+            }
             return Status::Open;
         }
         loop {
@@ -208,10 +235,10 @@ impl<C: Connection> Socket<C> {
         }
         self.output = Vec::new();
         self.progress = cx.now;
-        if let Err(e) = cx
-            .registry
-            .reregister(&mut self.stream, self.token, Interest::READABLE)
-        {
+        if self.streaming {
+            return self.pump(cx);
+        }
+        if let Err(e) = self.read_interest(cx) {
             return self.fail("reregister", &e);
         }
         if self.closing {
@@ -248,12 +275,12 @@ impl<C: Connection> Socket<C> {
     /// After a wake-up: input may wait in the kernel that no edge will announce (the loop
     /// reads it now, or on resume when reading is paused).
     pub(super) fn take_missed(&mut self) -> bool {
-        !self.waiting && !self.closing && std::mem::take(&mut self.missed)
+        !self.waiting && !self.streaming && !self.closing && std::mem::take(&mut self.missed)
     }
 
     /// The deadline from [`deadline`](Self::deadline) may have passed.
     pub(super) fn on_timer(&mut self, cx: &mut Ctx<'_>, write_timeout: Duration) -> Status {
-        if !self.output.is_empty() {
+        if !self.output.is_empty() || self.file.is_some() {
             if cx.now >= self.progress + write_timeout {
                 tracing::debug!("closing a connection whose peer stopped reading");
                 return Status::Closed;
@@ -294,8 +321,10 @@ impl<C: Connection> Socket<C> {
             return Handover::Never;
         }
         match self.proto.handover() {
-            // An answer is on its way (deferred), or output waits for the peer.
-            Handover::Now if self.waiting || !self.output.is_empty() || self.paused => {
+            // An answer is on its way (deferred or streamed), or output waits for the peer.
+            Handover::Now
+                if self.waiting || self.streaming || !self.output.is_empty() || self.paused =>
+            {
                 Handover::Later
             }
             h => h,
@@ -334,16 +363,153 @@ impl<C: Connection> Socket<C> {
         if self.send(cx) == Status::Closed {
             return Status::Closed;
         }
-        if flow == Flow::Wait {
-            self.waiting = true;
-        }
-        if flow == Flow::Close {
-            self.closing = true;
-            if self.output.is_empty() {
-                return self.finish(cx);
+        match flow {
+            Flow::Continue => Status::Open,
+            Flow::Wait => {
+                self.waiting = true;
+                Status::Open
+            }
+            Flow::Close => {
+                self.closing = true;
+                if self.output.is_empty() {
+                    return self.finish(cx);
+                }
+                Status::Open
+            }
+            Flow::Stream => {
+                self.streaming = true;
+                self.file = self.proto.take_file();
+                self.pump(cx)
             }
         }
-        Status::Open
+    }
+
+    /// Drive a stream ([`Flow::Stream`]): send the pending output, then the file range, then
+    /// ask the protocol for more, until the socket is full (WRITABLE calls again), the
+    /// producer has nothing yet ([`Flow::Wait`]), the stream is over, or this turn's
+    /// [`STREAM_BUDGET`] is spent ([`Status::Busy`]: the loop calls again next turn).
+    fn pump(&mut self, cx: &mut Ctx<'_>) -> Status {
+        let mut budget = STREAM_BUDGET;
+        loop {
+            if !self.output.is_empty() {
+                // `send` registered for WRITABLE.
+                return Status::Open;
+            }
+            if self.file.is_some() {
+                match self.send_file(&mut budget, cx) {
+                    Ok(true) => self.file = None,
+                    // The socket is full: WRITABLE calls again.
+                    Ok(false) if budget > 0 => return Status::Open,
+                    Ok(false) => return Status::Busy,
+                    Err(status) => return status,
+                }
+            }
+            if budget == 0 {
+                return Status::Busy;
+            }
+            let step = self.proto.on_drained(&self.input, &mut cx.bufs.out, cx.now);
+            self.input.drain(..step.consumed.min(self.input.len()));
+            if self.input.is_empty() {
+                self.input = Vec::new();
+            }
+            budget = budget.saturating_sub(cx.bufs.out.len());
+            if step.flow == Flow::Stream {
+                if self.send(cx) == Status::Closed {
+                    return Status::Closed;
+                }
+                self.file = self.proto.take_file();
+                continue;
+            }
+            // The loop's part of the stream is over: waiting for the producer, or done.
+            self.streaming = false;
+            if self.write_interest && self.output.is_empty() && cx.bufs.out.is_empty() {
+                if let Err(e) = self.read_interest(cx) {
+                    return self.fail("reregister", &e);
+                }
+            }
+            let status = self.after(step.flow, cx);
+            if status == Status::Open && !self.waiting && std::mem::take(&mut self.missed) {
+                // Input that arrived meanwhile had no edge left to announce it.
+                return Status::Busy;
+            }
+            return status;
+        }
+    }
+
+    /// Send the stream's file range with `sendfile(2)`: `Ok(true)` once all of it went,
+    /// `Ok(false)` when the socket is full (registered for WRITABLE) or `budget` is spent.
+    fn send_file(&mut self, budget: &mut usize, cx: &mut Ctx<'_>) -> Result<bool, Status> {
+        let Some(range) = self.file.as_mut() else {
+            return Ok(true);
+        };
+        while range.len > 0 {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            let count = usize::try_from(range.len)
+                .unwrap_or(usize::MAX)
+                .min(*budget);
+            let Ok(mut offset) = i64::try_from(range.offset) else {
+                tracing::warn!("sendfile: offset {} out of range", range.offset);
+                return Err(Status::Closed);
+            };
+            match nix::sys::sendfile::sendfile64(
+                self.stream.as_fd(),
+                range.file.as_fd(),
+                Some(&mut offset),
+                count,
+            ) {
+                Ok(0) => {
+                    tracing::warn!(
+                        "sendfile: the file ended {} bytes before its range; closing",
+                        range.len
+                    );
+                    return Err(Status::Closed);
+                }
+                Ok(n) => {
+                    crate::metrics::local::bytes_out(n);
+                    range.offset += n as u64;
+                    range.len -= n as u64;
+                    *budget -= n;
+                    self.progress = cx.now;
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    self.progress = cx.now;
+                    if let Err(e) = self.want_writable(cx) {
+                        return Err(self.fail("register", &e));
+                    }
+                    return Ok(false);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(self.fail("sendfile", &io::Error::from(e))),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Register for WRITABLE (as well as READABLE) unless already.
+    fn want_writable(&mut self, cx: &mut Ctx<'_>) -> io::Result<()> {
+        if self.write_interest {
+            return Ok(());
+        }
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self.registered {
+            cx.registry
+                .reregister(&mut self.stream, self.token, interest)?;
+        } else {
+            cx.registry
+                .register(&mut self.stream, self.token, interest)?;
+        }
+        self.registered = true;
+        self.write_interest = true;
+        Ok(())
+    }
+
+    /// Back to READABLE only.
+    fn read_interest(&mut self, cx: &mut Ctx<'_>) -> io::Result<()> {
+        self.write_interest = false;
+        cx.registry
+            .reregister(&mut self.stream, self.token, Interest::READABLE)
     }
 
     /// Write the shared output buffer with one write; keep what a short write leaves.
@@ -379,17 +545,9 @@ impl<C: Connection> Socket<C> {
             out.shrink_to(OUT_KEEP);
         }
         if !self.output.is_empty() {
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            let result = if self.registered {
-                cx.registry
-                    .reregister(&mut self.stream, self.token, interest)
-            } else {
-                cx.registry.register(&mut self.stream, self.token, interest)
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.want_writable(cx) {
                 return self.fail("register", &e);
             }
-            self.registered = true;
         }
         Status::Open
     }

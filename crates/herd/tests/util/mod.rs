@@ -83,6 +83,11 @@ pub struct Server {
 
 /// Start `http` on 127.0.0.1:0 with `config`.
 pub fn start<H: Handler>(http: Http<H>, config: Config) -> Server {
+    start_protocol(http, config)
+}
+
+/// Start any `protocol` on 127.0.0.1:0 with `config`.
+pub fn start_protocol<P: herd::protocol::Protocol>(protocol: P, config: Config) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local_addr");
     let (control, theirs) = UnixStream::pair().expect("socketpair");
@@ -94,8 +99,9 @@ pub fn start<H: Handler>(http: Http<H>, config: Config) -> Server {
         handed: receiver,
         seen: Arc::clone(&seen),
     };
-    let thread =
-        thread::spawn(move || event_loop::run(vec![listener], Arc::new(http), &config, &mut hooks));
+    let thread = thread::spawn(move || {
+        event_loop::run(vec![listener], Arc::new(protocol), &config, &mut hooks)
+    });
     Server {
         addr,
         seen,
