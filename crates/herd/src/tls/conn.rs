@@ -6,11 +6,16 @@
 //! answer into the loop's output buffer, and that tail is replaced by its encryption.
 
 use std::io::{BufRead, Write};
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use rustls::ServerConnection;
 
-use crate::protocol::{Connection, Flow, Handover, Step};
+use crate::protocol::{Connection, FileRange, Flow, Handover, Step};
+
+/// How much of a file range is read and encrypted per [`Connection::on_drained`]: sendfile
+/// cannot go through TLS, so a file costs one such piece of memory at a time.
+const FILE_PIECE: usize = 64 * 1024;
 
 /// The per-connection state of [`Tls`](super::Tls): a rustls server connection and the
 /// inner protocol's connection.
@@ -27,6 +32,9 @@ pub struct Conn<C> {
     eof_told: bool,
     /// How many times [`Connection::on_drain`] was called (see there).
     drains: u8,
+    /// A file range of the inner protocol's stream ([`Flow::Stream`]), sent piece by piece
+    /// through TLS before the inner protocol is asked for more.
+    file: Option<FileRange>,
 }
 
 impl<C> std::fmt::Debug for Conn<C> {
@@ -48,6 +56,7 @@ impl<C: Connection> Conn<C> {
             peer_closed: false,
             eof_told: false,
             drains: 0,
+            file: None,
         }
     }
 
@@ -121,6 +130,56 @@ impl<C: Connection> Conn<C> {
         step.flow
     }
 
+    /// After every inner callback: a stream's file range is taken now (the loop asks only
+    /// after [`Flow::Stream`], once), to be read and encrypted by `on_drained`.
+    fn stream_after(&mut self, flow: Flow) -> Flow {
+        if flow == Flow::Stream {
+            self.file = self.inner.take_file();
+        }
+        flow
+    }
+
+    /// The next piece of the stream's file range, read into `out` (plaintext, sealed by the
+    /// caller). `Err` when the file ended before its range.
+    fn file_piece(&mut self, out: &mut Vec<u8>) -> Result<(), ()> {
+        let Some(range) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let want = usize::try_from(range.len).map_or(FILE_PIECE, |l| l.min(FILE_PIECE));
+        let start = out.len();
+        out.resize(start + want, 0);
+        let read = loop {
+            match range.file.read_at(&mut out[start..], range.offset) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match read {
+            Ok(n) if n > 0 => {
+                out.truncate(start + n);
+                range.offset += n as u64;
+                range.len -= n as u64;
+                if range.len == 0 {
+                    self.file = None;
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                out.truncate(start);
+                tracing::warn!(
+                    "the file ended {} bytes before its range; closing",
+                    range.len
+                );
+                Err(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                tracing::warn!("reading a file to send: {e}; closing");
+                Err(())
+            }
+        }
+    }
+
     /// After the inner protocol took input: a close_notify that came is its end of input.
     fn eof_after(&mut self, flow: Flow, out: &mut Vec<u8>) -> Flow {
         if self.peer_closed && !self.eof_told && flow == Flow::Continue {
@@ -161,7 +220,8 @@ impl<C: Connection> Connection for Conn<C> {
             Ok(fresh) => {
                 let flow = if fresh {
                     let step = self.inner.on_read(&self.plain, out, now);
-                    self.consume(step)
+                    let flow = self.consume(step);
+                    self.stream_after(flow)
                 } else {
                     Flow::Continue
                 };
@@ -182,6 +242,7 @@ impl<C: Connection> Connection for Conn<C> {
         let start = out.len();
         self.eof_told = true;
         let flow = self.inner.on_eof(&self.plain, out);
+        let flow = self.stream_after(flow);
         self.seal(out, start, flow);
         flow
     }
@@ -201,6 +262,7 @@ impl<C: Connection> Connection for Conn<C> {
         }
         let start = out.len();
         let flow = self.inner.on_timeout(out, now);
+        let flow = self.stream_after(flow);
         self.seal(out, start, flow);
         flow
     }
@@ -211,6 +273,7 @@ impl<C: Connection> Connection for Conn<C> {
         self.drains = self.drains.saturating_add(1);
         let start = out.len();
         let flow = self.inner.on_drain(out);
+        let flow = self.stream_after(flow);
         let notify = if self.drains >= 2 {
             flow
         } else {
@@ -229,8 +292,41 @@ impl<C: Connection> Connection for Conn<C> {
         let start = out.len();
         let step = self.inner.on_wake(&self.plain, out, now);
         let flow = self.consume(step);
+        let flow = self.stream_after(flow);
         let flow = self.eof_after(flow, out);
         self.seal(out, start, flow);
         Step { consumed: 0, flow }
+    }
+
+    fn on_drained(&mut self, _input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        let start = out.len();
+        if self.file.is_some() {
+            let flow = match self.file_piece(out) {
+                Ok(()) => Flow::Stream,
+                // The peer was promised bytes that cannot come: no close_notify, so that the
+                // cut is not taken for a clean end.
+                Err(()) => {
+                    self.seal(out, start, Flow::Continue);
+                    return Step {
+                        consumed: 0,
+                        flow: Flow::Close,
+                    };
+                }
+            };
+            self.seal(out, start, flow);
+            return Step { consumed: 0, flow };
+        }
+        let step = self.inner.on_drained(&self.plain, out, now);
+        let flow = self.consume(step);
+        let flow = self.stream_after(flow);
+        let flow = self.eof_after(flow, out);
+        self.seal(out, start, flow);
+        Step { consumed: 0, flow }
+    }
+
+    /// Never a range: sendfile cannot go through TLS. The inner protocol's ranges are read
+    /// and encrypted piece by piece instead (see `on_drained`).
+    fn take_file(&mut self) -> Option<FileRange> {
+        None
     }
 }
