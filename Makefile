@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics compare-builds fuzz clean
+.PHONY: run test lint fmt bench measure measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-tls compare-builds fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -44,6 +44,10 @@ measure-attacks:
 # What the workers' metric counting costs: req/s on/off alternating, syscalls per request.
 measure-metrics:
 	bash benches/measure_metrics.sh
+
+# HTTPS keep-alive (rustls on the loop) against nginx with ssl, same certificate and cores.
+measure-tls:
+	bash benches/measure_tls.sh
 
 # The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
 compare-builds:

@@ -1,7 +1,8 @@
-//! Streams under TLS: a protocol that answers with [`Flow::Stream`] and a file range
-//! ([`Connection::take_file`]) works unchanged inside [`herd::tls::Tls`], which reads the range
-//! and encrypts it piece by piece (sendfile cannot go through TLS), in order with what the
-//! protocol wrote, and serves the request pipelined behind the stream afterwards.
+//! TLS on a real event loop, in process: a protocol that answers with [`Flow::Stream`] and a
+//! file range ([`Connection::take_file`]) works unchanged inside [`herd::tls::Tls`], which
+//! reads the range and encrypts it piece by piece (sendfile cannot go through TLS), in order
+//! with what the protocol wrote, and serves the request pipelined behind the stream
+//! afterwards; a handshake that does not finish is cut off by the handshake timeout.
 
 mod util;
 
@@ -9,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herd::event_loop::Config;
 use herd::protocol::{Connection, FileRange, Flow, Protocol, Step};
@@ -109,12 +110,7 @@ fn pattern_file(len: u64) -> File {
 type Client = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn serve(file_len: u64, range: u64) -> (util::Server, Client) {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let tls = TlsConfig::from_pem(
-        made.cert.pem().as_bytes(),
-        made.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
+    let (tls, made) = self_signed();
     let files = Files {
         file: Arc::new(pattern_file(file_len)),
         range,
@@ -134,6 +130,16 @@ fn serve(file_len: u64, range: u64) -> (util::Server, Client) {
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let sock = server.connect();
     (server, rustls::StreamOwned::new(conn, sock))
+}
+
+fn self_signed() -> (TlsConfig, rcgen::CertifiedKey<rcgen::KeyPair>) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let tls = TlsConfig::from_pem(
+        made.cert.pem().as_bytes(),
+        made.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    (tls, made)
 }
 
 /// Reads `len` bytes of an answer and checks the pattern.
@@ -187,5 +193,37 @@ fn a_file_shorter_than_its_range_ends_the_connection_without_close_notify() {
         "{} more bytes",
         rest.len()
     );
+    server.stop().expect("drain");
+}
+
+#[test]
+fn a_handshake_that_does_not_finish_is_cut_off() {
+    let (tls, _made) = self_signed();
+    // The HTTP timeouts are long: only the handshake timeout can end these connections.
+    let http = herd::Http::new(|_req: &herd::Request<'_>, res: &mut herd::Response| {
+        res.body("hello");
+    })
+    .header_read_timeout(Duration::from_secs(60))
+    .keepalive_timeout(Duration::from_secs(60));
+    let config = Config {
+        timer_granularity: Duration::from_millis(50),
+        ..Config::default()
+    };
+    let server = start_protocol(
+        http.tls(tls.handshake_timeout(Duration::from_millis(300))),
+        config,
+    );
+    // One silent client, one that sends the start of a record and stops.
+    let silent = server.connect();
+    let mut partial = server.connect();
+    partial.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
+    let started = Instant::now();
+    for mut c in [silent, partial] {
+        let mut buf = [0u8; 16];
+        let n = c.read(&mut buf).map_err(|e| e.kind());
+        assert_eq!(n, Ok(0), "closed, not timed out on our side");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
     server.stop().expect("drain");
 }
