@@ -67,8 +67,8 @@ fn run(greeting: &str) -> Result<(), String> {
     };
     let counting: u8 = env::env_or("WORKER_METRICS", 1)?;
     let tls = tls_files()?;
-    if let Some((cert, key)) = &tls {
-        // Once here, so that a bad file stops the start instead of every worker.
+    if let (Some((cert, key)), true) = (&tls, herd::is_primary()) {
+        // Once in the primary, so that a bad file stops the start instead of every worker.
         TlsConfig::from_pem_files(cert, key).map_err(|e| format!("TLS_CERT/TLS_KEY: {e}"))?;
     }
     let cluster = Cluster::new()

@@ -235,16 +235,6 @@ fn large_bodies_and_deferred_answers_cross_tls() {
     fixture.expect(10 * SEC, |l| l.starts_with("EV listening"));
     let mut c = connect(port, &client(&[&der], &[&rustls::version::TLS13])).unwrap();
 
-    // 3 MiB out: many records, short writes, WRITABLE: every byte in place.
-    let r = get(&mut c, "/big?kb=3072").unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), 3 << 20);
-    assert!(r
-        .body
-        .iter()
-        .enumerate()
-        .all(|(i, b)| *b == (i % 251) as u8));
-
     // 768 KiB in: the request body arrives in many records and reads.
     let body = vec![b'x'; 768 << 10];
     let head = format!(
@@ -266,10 +256,20 @@ fn large_bodies_and_deferred_answers_cross_tls() {
         .text()
         .starts_with("GET /after from"));
 
-    // The server closes with close_notify: a clean TLS end, not a truncation.
-    let req = "GET /last HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // 3 MiB out (many records, short writes, WRITABLE), the last answer: every byte in
+    // place, then the server closes with close_notify, a clean TLS end, not a truncation.
+    // (Last, because the keep-alive timer starts when an answer is made, not when a slow
+    // reader has taken it all.)
+    let req = "GET /big?kb=3072 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     c.get_mut().write_all(req.as_bytes()).unwrap();
-    assert!(read_reply(&mut c).unwrap().closes());
+    let r = read_reply(&mut c).unwrap();
+    assert_eq!((r.status, r.body.len()), (200, 3 << 20));
+    assert!(r.closes());
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
     let mut rest = Vec::new();
     assert_eq!(c.read_to_end(&mut rest).map_err(|e| e.kind()), Ok(0));
 }
@@ -479,4 +479,28 @@ impl Certs {
             key: made.signing_key.serialize_pem(),
         }
     }
+}
+
+#[test]
+fn a_reload_with_a_broken_certificate_stops_and_the_old_workers_serve_on() {
+    let certs = Certs::new();
+    let der = certs.issue();
+    let (mut hello, port) = start_hello(&certs);
+    let before = children_of(hello.pid());
+    certs.put("cert.pem", b"not a certificate\n");
+    hello.signal(libc::SIGHUP);
+    hello.expect(10 * SEC, |l| l.contains("reload stopped"));
+    // Not restarted again and again: one try, then the old workers go on.
+    hello.drain_for(Duration::from_millis(500));
+    assert_eq!(children_of(hello.pid()), before);
+    // The new worker's one line (hello logs to stdout) names the file and what is wrong.
+    let why: Vec<&String> = hello
+        .seen
+        .iter()
+        .filter(|l| l.contains("no certificate in it"))
+        .collect();
+    assert_eq!(why.len(), 1, "{:?}", hello.seen);
+    assert!(why[0].contains(s(&certs.cert())), "{}", why[0]);
+    let mut c = connect(port, &client(&[&der], &[&rustls::version::TLS13])).unwrap();
+    assert_eq!(get(&mut c, "/").unwrap().status, 200);
 }
