@@ -17,6 +17,9 @@ use crate::protocol::{Connection, FileRange, Flow, Handover, Step};
 /// cannot go through TLS, so a file costs one such piece of memory at a time.
 const FILE_PIECE: usize = 64 * 1024;
 
+/// The plaintext buffer keeps its allocation between requests up to this size.
+const PLAIN_KEEP: usize = 4 * 1024;
+
 /// The per-connection state of [`Tls`](super::Tls): a rustls server connection and the
 /// inner protocol's connection.
 pub struct Conn<C> {
@@ -121,11 +124,14 @@ impl<C: Connection> Conn<C> {
     /// Drops the plaintext the inner protocol consumed.
     fn consume(&mut self, step: Step) -> Flow {
         let n = step.consumed.min(self.plain.len());
-        if n == self.plain.len() {
-            // Between requests: no allocation kept.
+        if n < self.plain.len() {
+            self.plain.drain(..n);
+        } else if self.plain.capacity() > PLAIN_KEEP {
+            // After a large request: not kept for an idle connection.
             self.plain = Vec::new();
         } else {
-            self.plain.drain(..n);
+            // Between requests: the next one reuses the allocation.
+            self.plain.clear();
         }
         step.flow
     }
