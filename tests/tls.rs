@@ -416,6 +416,9 @@ fn reload_serves_renewed_certificate_and_loses_no_request() {
             failures
         })
     };
+    // An idle keep-alive connection, which the old worker closes as it drains.
+    let mut idle = connect(port, &trust).unwrap();
+    assert_eq!(get(&mut idle, "/").unwrap().status, 200);
     std::thread::sleep(Duration::from_millis(300));
     new_cert.put(&certs);
     hello.signal(libc::SIGHUP);
@@ -437,6 +440,9 @@ fn reload_serves_renewed_certificate_and_loses_no_request() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Closed with close_notify: a clean end of the TLS session, not a truncation.
+    let mut rest = Vec::new();
+    assert_eq!(idle.read_to_end(&mut rest).map_err(|e| e.kind()), Ok(0));
     // Every new connection now gets the new certificate.
     for _ in 0..5 {
         let mut c = connect(port, &check).unwrap();
