@@ -8,7 +8,8 @@
 #   2. req/s: wrk -t2 -c64 -d$DURATION https://..., alternating herd and nginx for $ROUNDS
 #      rounds; the herd/nginx ratio per round and its median. Both keep every connection
 #      for the whole run (nginx's keepalive_requests raised), so handshakes do not count.
-#   3. for reference, herd's plain HTTP keep-alive in the same conditions (one run)
+#   3. for reference, herd's and nginx's plain HTTP keep-alive in the same conditions (one
+#      run each): what TLS costs each of them
 # Everything started here is killed on exit. Figures move +-15% run to run on a shared box:
 # read the ratios.
 set -euo pipefail
@@ -54,6 +55,7 @@ wait_https "$HERD_PORT"
 
 # --- nginx with ssl ---------------------------------------------------------------------
 NGINX_PORT=$(free_port)
+NGINX_PLAIN=$(free_port)
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<CONF
 worker_processes 2;
@@ -68,6 +70,10 @@ http {
         ssl_certificate $TMP/cert.pem;
         ssl_certificate_key $TMP/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
+        location / { return 200 "hello"; }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PLAIN reuseport;
         location / { return 200 "hello"; }
     }
 }
@@ -114,11 +120,12 @@ done
 MEDIAN=$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 echo "median herd/nginx (HTTPS keep-alive): $MEDIAN"
 
-# --- 3. reference: herd's plain keep-alive ----------------------------------------------
+# --- 3. reference: plain keep-alive -----------------------------------------------------
 PLAIN_PORT=$(free_port)
 PORT=$PLAIN_PORT WORKERS=2 RUST_LOG=warn HERD_SOCKET="$TMP/plain.sock" "$HELLO" \
     >"$TMP/plain.log" 2>&1 &
 STARTED+=("$!")
 wait_http "$PLAIN_PORT"
 P=$(wrk_rps "http://127.0.0.1:$PLAIN_PORT/")
-echo "herd plain HTTP keep-alive (same wrk, one run): $P req/s"
+PN=$(wrk_rps "http://127.0.0.1:$NGINX_PLAIN/")
+echo "plain HTTP keep-alive (same wrk, one run each): herd $P req/s, nginx $PN req/s"
