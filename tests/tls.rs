@@ -275,25 +275,35 @@ fn large_bodies_and_deferred_answers_cross_tls() {
 }
 
 #[test]
-fn plain_http_to_the_tls_port_is_refused_and_the_worker_lives() {
+fn plain_http_to_the_tls_port_gets_a_plain_400_and_the_worker_lives() {
     let certs = Certs::new();
     let der = certs.issue();
     let (hello, port) = start_hello(&certs);
     let workers = children_of(hello.pid());
-    for _ in 0..4 {
+    for _ in 0..3 {
+        // A plain request: a plain 400 that says what to do, then the close.
         let mut sock = util::connect_retry(port);
         sock.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
-        let mut got = Vec::new();
-        // Closed (EOF or reset) within the timeout, never an HTTP answer.
-        let _ = sock.read_to_end(&mut got);
-        assert!(
-            !got.starts_with(b"HTTP/"),
-            "{:?}",
-            String::from_utf8_lossy(&got)
-        );
-        // Nothing more comes: the server closed it.
+        let mut r = BufReader::new(&mut sock);
+        let reply = read_reply(&mut r).unwrap();
+        assert_eq!(reply.status, 400);
+        assert!(reply.closes());
+        assert!(reply.text().contains("use an https://"), "{}", reply.text());
         assert!(util::closed_by_peer(&mut sock));
+        // Curl's view of it.
+        let out = Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("This port speaks HTTPS"), "{text}");
+        // Bytes that are neither: closed (a TLS alert at most), never an HTTP answer.
+        let mut sock = util::connect_retry(port);
+        sock.write_all(&[0x01; 64]).unwrap();
+        let mut got = Vec::new();
+        let _ = sock.read_to_end(&mut got);
+        assert!(!got.starts_with(b"HTTP/"), "{got:?}");
     }
     let mut c = connect(port, &client(&[&der], &[&rustls::version::TLS13])).unwrap();
     assert_eq!(get(&mut c, "/").unwrap().status, 200);

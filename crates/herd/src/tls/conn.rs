@@ -38,6 +38,9 @@ pub struct Conn<C> {
     /// A file range of the inner protocol's stream ([`Flow::Stream`]), sent piece by piece
     /// through TLS before the inner protocol is asked for more.
     file: Option<FileRange>,
+    /// For a client that speaks plain text here (see `Tls::plain_reply`); taken at the first
+    /// input.
+    plain_reply: Option<&'static [u8]>,
 }
 
 impl<C> std::fmt::Debug for Conn<C> {
@@ -50,7 +53,12 @@ impl<C> std::fmt::Debug for Conn<C> {
 }
 
 impl<C: Connection> Conn<C> {
-    pub(super) fn new(tls: ServerConnection, inner: C, handshake_until: Instant) -> Self {
+    pub(super) fn new(
+        tls: ServerConnection,
+        inner: C,
+        handshake_until: Instant,
+        plain_reply: Option<&'static [u8]>,
+    ) -> Self {
         Conn {
             tls,
             inner,
@@ -60,6 +68,7 @@ impl<C: Connection> Conn<C> {
             eof_told: false,
             drains: 0,
             file: None,
+            plain_reply,
         }
     }
 
@@ -220,6 +229,17 @@ impl<C: Connection> Conn<C> {
 
 impl<C: Connection> Connection for Conn<C> {
     fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if let Some(reply) = self.plain_reply.take() {
+            // A TLS record starts with its content type (20 to 24), never with a letter.
+            if input.first().is_some_and(u8::is_ascii_alphabetic) {
+                tracing::debug!("plain text on a TLS port; answered and closed");
+                out.extend_from_slice(reply);
+                return Step {
+                    consumed: input.len(),
+                    flow: Flow::Close,
+                };
+            }
+        }
         let start = out.len();
         let flow = match self.decrypt(input) {
             Err(()) => Flow::Close,

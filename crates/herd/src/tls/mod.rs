@@ -46,12 +46,28 @@ use crate::protocol::{Protocol, Wake};
 pub struct Tls<P> {
     inner: P,
     config: TlsConfig,
+    /// Sent, unencrypted, to a client that speaks plain text to this TLS port.
+    plain_reply: Option<&'static [u8]>,
 }
 
 impl<P: Protocol> Tls<P> {
     /// `inner` spoken inside TLS with `config`.
     pub fn new(inner: P, config: TlsConfig) -> Self {
-        Tls { inner, config }
+        Tls {
+            inner,
+            config,
+            plain_reply: None,
+        }
+    }
+
+    /// What a client that sends plain text to this port (an `http://` URL for an `https://`
+    /// service) gets, unencrypted, before the connection closes: a first byte that no TLS
+    /// record starts with (an ASCII letter) is taken for that. [`Http::tls`](crate::Http::tls)
+    /// sets a `400 Bad Request` saying to use `https://`, as nginx does. Default: nothing,
+    /// the connection just closes.
+    pub fn plain_reply(mut self, reply: &'static [u8]) -> Self {
+        self.plain_reply = Some(reply);
+        self
     }
 
     /// The inner protocol.
@@ -74,11 +90,21 @@ impl<P: Protocol> Protocol for Tls<P> {
 
     fn connect(&self, peer: Option<SocketAddr>, now: Instant) -> Self::Conn {
         let inner = self.inner.connect(peer, now);
-        Conn::new(self.session(), inner, now + self.config.handshake_timeout)
+        Conn::new(
+            self.session(),
+            inner,
+            now + self.config.handshake_timeout,
+            self.plain_reply,
+        )
     }
 
     fn connect_with(&self, peer: Option<SocketAddr>, now: Instant, wake: Wake) -> Self::Conn {
         let inner = self.inner.connect_with(peer, now, wake);
-        Conn::new(self.session(), inner, now + self.config.handshake_timeout)
+        Conn::new(
+            self.session(),
+            inner,
+            now + self.config.handshake_timeout,
+            self.plain_reply,
+        )
     }
 }
