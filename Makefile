@@ -2,7 +2,7 @@
 # what CI runs.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream measure-files compare-builds fleet fuzz clean
+.PHONY: run test lint fmt bench measure measure-ws measure-pinned measure-reload measure-lifecycle measure-attacks measure-metrics measure-stream measure-files measure-tls compare-builds fleet fuzz clean
 
 run:
 	$(CARGO) run --release --example hello
@@ -60,6 +60,10 @@ fleet:
 # A large file over loopback: herd's files example (sendfile) against nginx `sendfile on`.
 measure-files:
 	bash benches/measure_files.sh
+
+# HTTPS keep-alive (rustls on the loop) against nginx with ssl, same certificate and cores.
+measure-tls:
+	bash benches/measure_tls.sh
 
 # The keep-alive hot path of an older build (BEFORE=path/to/hello) against this one.
 compare-builds:

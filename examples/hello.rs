@@ -15,9 +15,14 @@
 //! default 0) keeps serving that long after SIGTERM, `/readyz` answering 503, before the
 //! workers drain (a second SIGTERM skips it). `WORKER_METRICS=0` turns the workers' counting
 //! off (for measuring what it costs).
+//!
+//! `TLS_CERT` and `TLS_KEY` (PEM files, both or neither) serve HTTPS on `PORT` instead (ALPN
+//! `http/1.1`). The files are checked before the cluster starts (a bad one is one line and
+//! exit status 1) and read by every worker, so a reload (SIGHUP) serves renewed files.
 
 use std::process::ExitCode;
 
+use herd::tls::TlsConfig;
 use herd::{Cluster, Request, Response};
 
 #[path = "support/env.rs"]
@@ -67,6 +72,11 @@ fn run(greeting: &str) -> Result<(), String> {
     let delay: f64 = env::env_or("SHUTDOWN_DELAY", 0.0)?;
     let delay = std::time::Duration::try_from_secs_f64(delay)
         .map_err(|_| format!("SHUTDOWN_DELAY={delay} is not valid: give seconds, e.g. 5 or 0.5"))?;
+    let tls = tls_files()?;
+    if let (Some((cert, key)), true) = (&tls, herd::is_primary()) {
+        // Once in the primary, so that a bad file stops the start instead of every worker.
+        TlsConfig::from_pem_files(cert, key).map_err(|e| format!("TLS_CERT/TLS_KEY: {e}"))?;
+    }
     let cluster = Cluster::new()
         .workers(workers)
         .metrics_addr(metrics)
@@ -77,17 +87,37 @@ fn run(greeting: &str) -> Result<(), String> {
         .run(move |worker| {
             let id = worker.id().to_string();
             let body = format!("{greeting} from worker {id} (pid {})\n", std::process::id());
-            worker.serve_http(
-                ("0.0.0.0", port),
-                move |_req: &Request<'_>, res: &mut Response| {
-                    let mut cpu = itoa::Buffer::new();
-                    let cpu = herd::current_cpu().map_or("", |c| cpu.format(c));
-                    res.header("Content-Type", "text/plain")
-                        .header("X-Herd-Worker", &id)
-                        .header("X-Herd-Cpu", cpu)
-                        .body(&body);
-                },
-            )
+            let hello = move |_req: &Request<'_>, res: &mut Response| {
+                let mut cpu = itoa::Buffer::new();
+                let cpu = herd::current_cpu().map_or("", |c| cpu.format(c));
+                res.header("Content-Type", "text/plain")
+                    .header("X-Herd-Worker", &id)
+                    .header("X-Herd-Cpu", cpu)
+                    .body(&body);
+            };
+            match &tls {
+                // Read by each worker: a reload's new workers serve renewed files.
+                Some((cert, key)) => {
+                    let config = TlsConfig::from_pem_files(cert, key)?;
+                    worker.serve_https(("0.0.0.0", port), config, hello)
+                }
+                None => worker.serve_http(("0.0.0.0", port), hello),
+            }
         })
         .map_err(|e| e.to_string())
+}
+
+/// `TLS_CERT` and `TLS_KEY`: both (HTTPS) or neither (HTTP).
+fn tls_files() -> Result<Option<(String, String)>, String> {
+    let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("TLS_CERT"), var("TLS_KEY")) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(
+            "TLS_CERT is set but TLS_KEY is not: set both (PEM files) for HTTPS, or neither".into(),
+        ),
+        (None, Some(_)) => Err(
+            "TLS_KEY is set but TLS_CERT is not: set both (PEM files) for HTTPS, or neither".into(),
+        ),
+    }
 }

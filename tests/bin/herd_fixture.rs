@@ -390,7 +390,10 @@ fn rr_settings(mut rr: herd_rr::RoundRobin) -> herd_rr::RoundRobin {
 /// `FIX_MODE=http`: serves HTTP on `FIX_ADDR` (a comma-separated list serves them all)
 /// under any policy (hand-off included). Every response names the worker (`X-Herd-Worker`)
 /// and its pid (`X-Herd-Pid`); `/sleep?ms=N` blocks the worker's loop for N ms first, `/spin`
-/// never returns, `/busy` keeps a thread busy for 4 s, `/leak?mb=N` leaks N MiB.
+/// never returns, `/busy` keeps a thread busy for 4 s, `/leak?mb=N` leaks N MiB,
+/// `/big?kb=N` answers N KiB (bytes `i % 251`), `/len` the request body's length,
+/// `/defer?ms=N` answers from another thread after N ms. With `FIX_TLS_CERT` and
+/// `FIX_TLS_KEY` (PEM files) it serves HTTPS.
 fn serve_http(mut worker: herd::Worker) -> herd::Result<()> {
     let addrs = var("FIX_ADDR").expect("FIX_MODE=http needs FIX_ADDR");
     let id = worker.id().to_string();
@@ -399,45 +402,74 @@ fn serve_http(mut worker: herd::Worker) -> herd::Result<()> {
     for addr in addrs.split(',') {
         listeners.push(worker.bind(addr)?);
     }
-    worker.serve(
-        listeners,
-        herd::Http::new(move |req: &herd::Request<'_>, res: &mut herd::Response| {
-            if req.path() == "/spin" {
-                // A handler that never returns: only the watchdog gets this worker back.
-                loop {
+    let http = herd::Http::new(move |req: &herd::Request<'_>, res: &mut herd::Response| {
+        let n = |key: &str| -> usize {
+            req.query()
+                .and_then(|q| q.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if req.path() == "/big" {
+            let body: Vec<u8> = (0..n("kb=") << 10).map(|i| (i % 251) as u8).collect();
+            res.body(body);
+            return;
+        }
+        if req.path() == "/len" {
+            res.body(format!("{}\n", req.body().len()));
+            return;
+        }
+        if req.path() == "/defer" {
+            let ms = n("ms=") as u64;
+            let mut later = res.defer();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                later.body(format!("deferred {ms}\n"));
+                later.send();
+            });
+            return;
+        }
+        if req.path() == "/spin" {
+            // A handler that never returns: only the watchdog gets this worker back.
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+        if req.path() == "/busy" {
+            // Work on a thread of its own: the process is busy, its loop is not.
+            std::thread::spawn(|| {
+                let until = std::time::Instant::now() + Duration::from_secs(4);
+                while std::time::Instant::now() < until {
                     std::hint::spin_loop();
                 }
-            }
-            if req.path() == "/busy" {
-                // Work on a thread of its own: the process is busy, its loop is not.
-                std::thread::spawn(|| {
-                    let until = std::time::Instant::now() + Duration::from_secs(4);
-                    while std::time::Instant::now() < until {
-                        std::hint::spin_loop();
-                    }
-                });
-            }
-            if req.path() == "/leak" {
-                let mb: usize = req
-                    .query()
-                    .and_then(|q| q.strip_prefix("mb="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
-                // Touched, so it is resident, and never freed.
-                std::mem::forget(vec![1u8; mb << 20]);
-            }
-            if req.path() == "/sleep" {
-                let ms = req
-                    .query()
-                    .and_then(|q| q.strip_prefix("ms="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                std::thread::sleep(Duration::from_millis(ms));
-            }
-            res.header("Content-Type", "text/plain")
-                .header("X-Herd-Worker", &id)
-                .header("X-Herd-Pid", &pid)
-                .body(format!("{} {} from {id}\n", req.method(), req.target()));
-        }),
-    )
+            });
+        }
+        if req.path() == "/leak" {
+            let mb: usize = req
+                .query()
+                .and_then(|q| q.strip_prefix("mb="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            // Touched, so it is resident, and never freed.
+            std::mem::forget(vec![1u8; mb << 20]);
+        }
+        if req.path() == "/sleep" {
+            let ms = req
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        res.header("Content-Type", "text/plain")
+            .header("X-Herd-Worker", &id)
+            .header("X-Herd-Pid", &pid)
+            .body(format!("{} {} from {id}\n", req.method(), req.target()));
+    });
+    match (var("FIX_TLS_CERT"), var("FIX_TLS_KEY")) {
+        (Some(cert), Some(key)) => {
+            let tls = herd::tls::TlsConfig::from_pem_files(cert, key)?;
+            worker.serve(listeners, http.tls(tls))
+        }
+        _ => worker.serve(listeners, http),
+    }
 }

@@ -37,6 +37,19 @@ pub fn build(what: &[&str], path: &str) -> std::path::PathBuf {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--quiet"])
         .args(what);
+    // What cargo set for this test's own run (its package's name, version, directory): build
+    // scripts that watch those variables (ring's) would see them change and rebuild their
+    // crate and everything above it, here and again in the next plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name == "CARGO_CRATE_NAME"
+            || name == "CARGO_PRIMARY_PACKAGE"
+        {
+            cmd.env_remove(&*name);
+        }
+    }
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

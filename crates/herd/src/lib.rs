@@ -35,6 +35,8 @@ mod metrics;
 mod primary;
 pub mod protocol;
 mod role;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod worker;
 pub mod ws;
 

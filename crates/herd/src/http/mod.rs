@@ -237,7 +237,21 @@ impl<H: Handler> Http<H> {
         self.limits.stream_large_bodies = on;
         self
     }
+
+    /// HTTPS: this HTTP spoken inside TLS with `config` (feature `tls`; see [`crate::tls`]).
+    /// A plain `http://` request to it is answered `400 Bad Request` (unencrypted, saying to
+    /// use `https://`) and its connection closed.
+    #[cfg(feature = "tls")]
+    pub fn tls(self, config: crate::tls::TlsConfig) -> crate::tls::Tls<Self> {
+        crate::tls::Tls::new(self, config).plain_reply(PLAIN_ON_TLS)
+    }
 }
+
+/// The answer to a plain HTTP request sent to an HTTPS port (see [`Http::tls`]).
+#[cfg(feature = "tls")]
+const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 49\r\nConnection: close\r\n\r\n\
+This port speaks HTTPS: use an https:// address.\n";
 
 /// See [`Http::blocking_threads`] and [`Http::blocking_queue`].
 const DEFAULT_POOL: PoolConfig = PoolConfig {

@@ -474,6 +474,23 @@ impl Worker {
         self.serve([listener], Http::new(handler))
     }
 
+    /// As [`serve_http`](Self::serve_http), over TLS with `tls` (HTTPS; feature `tls`, see
+    /// [`crate::tls`]). Load `tls` in the worker (then a reload's new workers read renewed
+    /// certificate files).
+    ///
+    /// # Errors
+    /// As [`Worker::listen`] and [`Worker::serve`].
+    #[cfg(feature = "tls")]
+    pub fn serve_https<H: Handler>(
+        mut self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        tls: crate::tls::TlsConfig,
+        handler: H,
+    ) -> Result<()> {
+        let listener = self.bind(addr)?;
+        self.serve([listener], Http::new(handler).tls(tls))
+    }
+
     /// Waits up to `timeout` for the next message, disconnect request or connections handed
     /// over, for workers that do not run the event loop. `Ok(None)` when the time ran out.
     ///
