@@ -71,7 +71,7 @@ impl<H: Handler> Handler for Blocking<H> {
             Job {
                 work: Work::Handler {
                     run: Box::new(move |res| handler.call(&owned.as_request(&mut Vec::new()), res)),
-                    responder,
+                    responder: Box::new(responder),
                 },
                 queued: Instant::now(),
             },
@@ -98,7 +98,8 @@ enum Work {
     /// A blocking handler, answering through its responder.
     Handler {
         run: Box<dyn FnOnce(&mut Response) + Send>,
-        responder: Responder,
+        /// Boxed: a responder carries a whole response, and jobs move through a channel.
+        responder: Box<Responder>,
     },
     /// A piece of a response body to read (see [`Response::stream`]).
     Task(Box<dyn FnOnce() + Send>),
