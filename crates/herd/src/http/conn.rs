@@ -452,17 +452,18 @@ impl<H: Handler> Conn<H> {
                         flow: Flow::Wait,
                     }
                 }
+                // A file body: the loop sends it, then `on_drained` closes or serves what
+                // follows (checked first: an answer that closes still has its file to send).
+                Some(_) if self.sending.is_some() => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Stream,
+                    }
+                }
                 Some(true) => {
                     return Step {
                         consumed: input.len(),
                         flow: Flow::Close,
-                    }
-                }
-                // A file body: the loop sends it, then `on_drained` serves what follows.
-                Some(false) if self.sending.is_some() => {
-                    return Step {
-                        consumed,
-                        flow: Flow::Stream,
                     }
                 }
                 Some(false) if self.outgoing.is_some() => {
