@@ -389,6 +389,22 @@ impl<H: Handler> Conn<H> {
     /// Feed `input` (body bytes) to the streamed request body; once it is complete, serve
     /// what follows it.
     fn feed_upload(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() && self.waiting.as_ref().is_some_and(|w| w.slot.streams()) {
+            // A streamed answer came while the body still arrives (the handler echoes it,
+            // say): it starts now, and both go on at once; the handler may wait for the
+            // client to read before it reads more.
+            match self.answer_deferred(out, now) {
+                _ if self.outgoing.is_some() => return self.duplex(input, out, now),
+                // A head alone (HEAD) that closes the connection.
+                Some(true) => {
+                    return Step {
+                        consumed: input.len(),
+                        flow: Flow::Close,
+                    }
+                }
+                _ => {}
+            }
+        }
         let Some(upload) = self.upload.as_mut() else {
             return self.on_read(input, out, now);
         };
@@ -480,6 +496,23 @@ impl<H: Handler> Conn<H> {
         Step {
             consumed: consumed + rest.consumed,
             flow: rest.flow,
+        }
+    }
+
+    /// Full duplex: a streamed answer goes out while the streamed request body still comes.
+    /// The answer's next piece first; when its producer has nothing yet (it wakes the
+    /// connection) or the answer is over, the body takes the input.
+    fn duplex(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        match self.next_piece(out) {
+            Flow::Stream => Step {
+                consumed: 0,
+                flow: Flow::Stream,
+            },
+            Flow::Close => Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            },
+            Flow::Wait | Flow::Continue => self.feed_upload(input, out, now),
         }
     }
 
@@ -694,6 +727,14 @@ impl<H: Handler> Connection for Conn<H> {
                 }
                 Ok(One::Streaming { len }) => {
                     consumed += len;
+                    if self.upload.is_some() {
+                        // The handler reads the body and streams its answer: both go on.
+                        let step = self.duplex(&input[consumed..], out, now);
+                        return Step {
+                            consumed: consumed + step.consumed,
+                            flow: step.flow,
+                        };
+                    }
                     match self.next_piece(out) {
                         // Over already (a short body): serve what follows.
                         Flow::Continue => {}
@@ -805,14 +846,14 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_drain(out);
         }
         self.draining = true;
-        if self.upload.is_some() {
-            // A body on its way to the handler: finish it, answer, then close.
-            return Flow::Continue;
-        }
         if let Some(outgoing) = &mut self.outgoing {
             // A body in flight is finished (server-sent events end now), then the
             // connection closes.
             outgoing.end_on_drain();
+            return Flow::Continue;
+        }
+        if self.upload.is_some() {
+            // A body on its way to the handler: finish it, answer, then close.
             return Flow::Continue;
         }
         if self.waiting.is_some() || self.sending.is_some() {
@@ -862,8 +903,13 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_wake(input, out, now);
         }
         if self.upload.is_some() {
-            // The handler read some of the body (room again), or its answer came early (it
-            // goes out once the body is read).
+            if self.outgoing.is_some() {
+                // Full duplex: the answer's producer has more, or the handler read some of
+                // the body (room again).
+                return self.duplex(input, out, now);
+            }
+            // The handler read some of the body (room again), or its answer came early (a
+            // streamed one starts now, any other goes out once the body is read).
             return self.feed_upload(input, out, now);
         }
         if self.outgoing.is_some() {
@@ -924,6 +970,10 @@ impl<H: Handler> Connection for Conn<H> {
                 };
             }
             return self.on_read(input, out, now);
+        }
+        if self.upload.is_some() {
+            // Full duplex: the request body still comes while the answer streams.
+            return self.duplex(input, out, now);
         }
         match self.next_piece(out) {
             // The body is over: serve what was pipelined behind it.
