@@ -411,3 +411,75 @@ fn deferred_answers_stream_and_failing_readers_cut_short() {
         cut.len()
     );
 }
+
+/// A body of `len` bytes read by its `Content-Length`.
+fn read_sized(r: &mut impl BufRead) -> (Head, Vec<u8>) {
+    let head = read_head(r);
+    let len = head
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+/// Answers too large for the socket stop the loop reading (back-pressure); a streamed answer
+/// behind them must not leave it stopped: requests sent after it are answered.
+#[test]
+fn reading_resumes_after_a_stream_that_followed_large_answers() {
+    const BIG: usize = 4 << 20;
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/big" => {
+            res.body(vec![b'b'; BIG]);
+        }
+        "/chunks" => {
+            // Longer than the window: still in flight after the first piece.
+            res.chunks((0..100).map(|_| vec![b'c'; 10_000]));
+        }
+        _ => {
+            res.body("small");
+        }
+    });
+    let config = Config {
+        max_pending_output: 64 * 1024,
+        ..Config::default()
+    };
+    let server = start(http, config);
+    // A small receive buffer (set before connecting): the answers cannot all fit in the
+    // kernel's buffers.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&server.addr.into(), TIMEOUT)
+        .expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /big HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    // Read nothing yet: the answers fill the socket, the loop stops reading...
+    std::thread::sleep(Duration::from_millis(300));
+    // ... so this is read only once they are out.
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    for _ in 0..2 {
+        let (head, body) = read_sized(&mut r);
+        assert!(head.status == 200 && body.len() == BIG);
+    }
+    let head = read_head(&mut r);
+    assert_eq!(head.get("transfer-encoding"), Some("chunked"));
+    let chunks = read_chunked(&mut r).expect("the whole stream");
+    assert_eq!(chunks.len(), 1_000_000);
+    let (_, small) = read_sized(&mut r);
+    assert_eq!(
+        small, b"small",
+        "the request sent during the stream is answered"
+    );
+    server.stop().expect("drain");
+}

@@ -432,6 +432,13 @@ impl<C: Connection> Socket<C> {
                 }
             }
             let status = self.after(step.flow, cx);
+            if status == Status::Open && self.paused && self.output.is_empty() {
+                // Reading stopped for the output queued before the stream (back-pressure),
+                // and all of it is out: read again (`on_writable`, which would have resumed
+                // it, went on with the stream instead).
+                self.paused = false;
+                self.missed = true;
+            }
             if status == Status::Open && !self.waiting && std::mem::take(&mut self.missed) {
                 // Input that arrived meanwhile had no edge left to announce it.
                 return Status::Busy;
