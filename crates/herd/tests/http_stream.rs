@@ -483,3 +483,45 @@ fn reading_resumes_after_a_stream_that_followed_large_answers() {
     );
     server.stop().expect("drain");
 }
+
+/// The keep-alive timeout runs from the end of a streamed answer, not from its start: a
+/// stream that lasts longer than it leaves its connection open for the next request.
+#[test]
+fn keep_alive_time_counts_from_the_end_of_a_stream() {
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/slow" => {
+            let tx = res.channel();
+            std::thread::spawn(move || {
+                for i in 0..6 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if tx.send(format!("piece {i}\n")).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        _ => {
+            res.body("small");
+        }
+    })
+    .keepalive_timeout(Duration::from_millis(500));
+    let server = start(http, Config::default());
+    let stream = server.connect();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.status, 200);
+    let body = read_chunked(&mut r).expect("the whole stream");
+    assert!(body.ends_with(b"piece 5\n"));
+    assert!(started.elapsed() > Duration::from_millis(500));
+    // Well within the keep-alive timeout of the stream's end.
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (head, small) = read_sized(&mut r);
+    assert!(head.status == 200 && small == b"small");
+    server.stop().expect("drain");
+}

@@ -503,7 +503,7 @@ impl<H: Handler> Conn<H> {
     /// The answer's next piece first; when its producer has nothing yet (it wakes the
     /// connection) or the answer is over, the body takes the input.
     fn duplex(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
-        match self.next_piece(out) {
+        match self.next_piece(out, now) {
             Flow::Stream => Step {
                 consumed: 0,
                 flow: Flow::Stream,
@@ -555,7 +555,7 @@ impl<H: Handler> Conn<H> {
     }
 
     /// The next piece of the streamed body onto `out`, and what the loop does next.
-    fn next_piece(&mut self, out: &mut Vec<u8>) -> Flow {
+    fn next_piece(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow {
         let Some(outgoing) = self.outgoing.as_mut() else {
             return Flow::Continue;
         };
@@ -565,6 +565,12 @@ impl<H: Handler> Conn<H> {
             Fill::Done => {
                 let close = outgoing.close || self.draining;
                 self.outgoing = None;
+                // The keep-alive idle time runs from the end of the answer (a stream may
+                // last longer than the keep-alive timeout).
+                self.state = State::Idle {
+                    since: now,
+                    fresh: false,
+                };
                 if close {
                     Flow::Close
                 } else {
@@ -735,7 +741,7 @@ impl<H: Handler> Connection for Conn<H> {
                             flow: step.flow,
                         };
                     }
-                    match self.next_piece(out) {
+                    match self.next_piece(out, now) {
                         // Over already (a short body): serve what follows.
                         Flow::Continue => {}
                         Flow::Close => {
@@ -975,7 +981,7 @@ impl<H: Handler> Connection for Conn<H> {
             // Full duplex: the request body still comes while the answer streams.
             return self.duplex(input, out, now);
         }
-        match self.next_piece(out) {
+        match self.next_piece(out, now) {
             // The body is over: serve what was pipelined behind it.
             Flow::Continue => self.on_read(input, out, now),
             Flow::Close => Step {
