@@ -525,3 +525,45 @@ fn keep_alive_time_counts_from_the_end_of_a_stream() {
     assert!(head.status == 200 && small == b"small");
     server.stop().expect("drain");
 }
+
+/// A deferred answer that starts server-sent events after the worker began draining: the
+/// stream ends at once (as one in flight when the drain began does), and the worker exits
+/// long before its drain timeout.
+#[test]
+fn server_sent_events_answered_during_a_drain_end_at_once() {
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(Some(gate));
+    let http = Http::new(move |_req: &Request<'_>, res: &mut Response| {
+        let gate = gate.lock().unwrap().take().expect("one request");
+        let mut responder = res.defer();
+        std::thread::spawn(move || {
+            let _ = gate.recv_timeout(TIMEOUT);
+            let tx = responder.sse();
+            responder.send();
+            let until = Instant::now() + 2 * TIMEOUT;
+            while Instant::now() < until && tx.send_event(Some("tick"), "x").is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    });
+    let mut server = start(http, Config::default());
+    let stream = server.connect();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.begin_drain();
+    std::thread::sleep(Duration::from_millis(200));
+    open.send(()).unwrap();
+    let opened = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.get("content-type"), Some("text/event-stream"));
+    read_chunked(&mut r).expect("the stream ends properly");
+    // The producer would go on for twice as long.
+    assert!(
+        opened.elapsed() < TIMEOUT,
+        "the stream did not end on the drain"
+    );
+    server.stop().expect("drain");
+}

@@ -543,13 +543,18 @@ impl<H: Handler> Conn<H> {
             return Some(persist == Persist::Close);
         }
         res.write_stream_head(out, len, chunked, persist, now);
-        let outgoing = Outgoing::new(
+        let mut outgoing = Outgoing::new(
             body,
             chunked,
             persist == Persist::Close,
             self.limits.stream_window,
             self.response.link.clone(),
         );
+        if self.draining {
+            // Answered after the drain began (deferred): server-sent events end at once,
+            // as those in flight when it began did (`on_drain`).
+            outgoing.end_on_drain();
+        }
         self.outgoing = Some(Box::new(outgoing));
         None
     }
