@@ -651,7 +651,8 @@ fn a_file_answered_during_a_streamed_upload_goes_out_whole_before_a_close() {
         let mut s = server.connect();
         let writer = {
             let mut w = s.try_clone().unwrap();
-            let head = format!("POST /upload {version}\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
+            let head =
+                format!("POST /upload {version}\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
             std::thread::spawn(move || {
                 w.write_all(head.as_bytes())?;
                 w.write_all(&vec![7u8; 3_000_000])

@@ -280,8 +280,6 @@ impl<H: Handler> Conn<H> {
                 self.upload = Some(Box::new(upload));
             } else {
                 // The handler did not opt in: too large, as without streaming.
-                res.deferred = None;
-                res.stream = None;
                 res.reset();
                 return Err(Error::BodyTooLarge);
             }
@@ -289,7 +287,6 @@ impl<H: Handler> Conn<H> {
         let deferred = res.deferred.take();
         let switch = res.upgrade.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
-            res.stream = None;
             self.waiting = Some(Waiting {
                 slot,
                 head_only: head.method == "HEAD",
@@ -307,7 +304,6 @@ impl<H: Handler> Conn<H> {
             let wake = res.link.as_ref().map(|link| link.wake.clone());
             let (minor, draining) = (head.minor_version, self.draining);
             let switched = upgrade::switch(start, res, minor, draining, wake, out, now, started);
-            res.stream = None;
             res.reset();
             self.finish_request(now);
             let len = taken + body_len;
@@ -362,7 +358,6 @@ impl<H: Handler> Conn<H> {
             );
             response::write_error(out, 500, now);
             crate::metrics::local::request(500, started);
-            res.stream = None;
             true
         };
         res.reset();
@@ -706,7 +701,7 @@ impl<H: Handler> Connection for Conn<H> {
             return self.feed_upload(input, out, now);
         }
         let mut consumed = 0;
-        if self.waiting.is_some() || self.outgoing.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() || self.sending.is_some() {
             return Step {
                 consumed,
                 flow: Flow::Wait,
