@@ -424,11 +424,27 @@ fn read_sized(r: &mut impl BufRead) -> (Head, Vec<u8>) {
     (head, body)
 }
 
+/// A client with a small receive buffer (set before connecting, so that the kernel does not
+/// grow it): large answers cannot all fit in the kernel's buffers.
+fn small_buffer_client(server: &util::Server) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&server.addr.into(), TIMEOUT)
+        .expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
 /// Answers too large for the socket stop the loop reading (back-pressure); a streamed answer
 /// behind them must not leave it stopped: requests sent after it are answered.
 #[test]
 fn reading_resumes_after_a_stream_that_followed_large_answers() {
-    const BIG: usize = 4 << 20;
+    // Below the size sent as a stream (256 KiB), many of them.
+    const BIG: usize = 200 * 1024;
+    const COUNT: usize = 40;
     let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
         "/big" => {
             res.body(vec![b'b'; BIG]);
@@ -446,29 +462,18 @@ fn reading_resumes_after_a_stream_that_followed_large_answers() {
         ..Config::default()
     };
     let server = start(http, config);
-    // A small receive buffer (set before connecting): the answers cannot all fit in the
-    // kernel's buffers.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
-    socket
-        .connect_timeout(&server.addr.into(), TIMEOUT)
-        .expect("connect");
-    let stream: std::net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let stream = small_buffer_client(&server);
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
-    w.write_all(
-        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /big HTTP/1.1\r\nHost: t\r\n\r\n\
-          GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n",
-    )
-    .unwrap();
+    let mut requests = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n".repeat(COUNT);
+    requests.push_str("GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n");
+    w.write_all(requests.as_bytes()).unwrap();
     // Read nothing yet: the answers fill the socket, the loop stops reading...
     std::thread::sleep(Duration::from_millis(300));
     // ... so this is read only once they are out.
     w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    for _ in 0..2 {
+    for _ in 0..COUNT {
         let (head, body) = read_sized(&mut r);
         assert!(head.status == 200 && body.len() == BIG);
     }
@@ -565,5 +570,51 @@ fn server_sent_events_answered_during_a_drain_end_at_once() {
         opened.elapsed() < TIMEOUT,
         "the stream did not end on the drain"
     );
+    server.stop().expect("drain");
+}
+
+/// The same for a large buffered answer read slowly: the idle time runs from the moment it
+/// has gone out (to the kernel, as nginx's), not from when it was made.
+#[test]
+fn keep_alive_time_counts_from_the_end_of_a_large_answer_read_slowly() {
+    // More than the kernel's buffers hold: the last of it goes out only once the client
+    // read a good part of it.
+    const BIG: usize = 8 << 20;
+    const SLOW: usize = 2 << 20;
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/big" => {
+            res.body(vec![b'b'; BIG]);
+        }
+        _ => {
+            res.body("small");
+        }
+    })
+    .keepalive_timeout(Duration::from_millis(500));
+    let server = start(http, Config::default());
+    let stream = small_buffer_client(&server);
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
+    w.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.get("content-length"), Some(BIG.to_string().as_str()));
+    let mut left = BIG;
+    let mut buf = vec![0; 64 * 1024];
+    while left > 0 {
+        // The first 2 MiB in about 800 ms (past the keep-alive timeout), the rest at once.
+        if BIG - left < SLOW {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let n = r.read(&mut buf[..left.min(64 * 1024)]).expect("body");
+        assert!(n > 0, "closed with {left} bytes left");
+        left -= n;
+    }
+    assert!(started.elapsed() > Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (head, small) = read_sized(&mut r);
+    assert!(head.status == 200 && small == b"small");
     server.stop().expect("drain");
 }

@@ -26,6 +26,12 @@ const INLINE_HEADERS: usize = 64;
 /// A decode buffer larger than this is released after its request.
 const KEEP_BODY: usize = 64 * 1024;
 
+/// Output past this after a buffered answer (that keeps the connection open) is sent as a
+/// stream ([`Flow::Stream`], as a file body): the keep-alive idle time then runs from the
+/// moment it has gone out, as nginx's, not from when it was made (a slow reader of a large
+/// answer would find its connection closed as soon as it finished reading).
+const LARGE_ANSWER: usize = 256 * 1024;
+
 /// Where the connection is between requests.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -53,7 +59,8 @@ enum One {
     Upgraded { len: usize },
     /// A request of `len` bytes is answered with a streamed body (its head is written).
     Streaming { len: usize },
-    /// A request of `len` bytes was answered with a file body: the loop sends it next.
+    /// A request of `len` bytes was answered with a file body (or a large buffered one): the
+    /// loop sends it next.
     File { len: usize },
 }
 
@@ -105,9 +112,9 @@ pub struct Conn<H> {
     sending: Option<SendingFile>,
 }
 
-/// The file body of the answer being sent.
+/// The file body of the answer being sent (or a large buffered answer, see [`LARGE_ANSWER`]).
 struct SendingFile {
-    /// Until the loop takes it ([`Connection::take_file`]).
+    /// Until the loop takes it ([`Connection::take_file`]); `None` for a buffered answer.
     file: Option<FileRange>,
     /// Close the connection once it went out.
     close: bool,
@@ -343,6 +350,15 @@ impl<H: Handler> Conn<H> {
                     file: Some(file),
                     close,
                 });
+                res.reset();
+                self.finish_request(now);
+                return Ok(One::File {
+                    len: taken + body_len,
+                });
+            }
+            if !close && out.len() > LARGE_ANSWER {
+                // The idle time runs from when it has gone out (`on_drained`).
+                self.sending = Some(SendingFile { file: None, close });
                 res.reset();
                 self.finish_request(now);
                 return Ok(One::File {
@@ -638,10 +654,11 @@ impl<H: Handler> Conn<H> {
                     return Some(head_alone.unwrap_or(false));
                 }
                 res.write(out, waiting.head_only, persist, now);
-                self.sending = res_file(&mut res, waiting.head_only).map(|file| SendingFile {
-                    file: Some(file),
-                    close,
-                });
+                // A file body, or a large answer: the loop sends it, then `on_drained`.
+                self.sending = res_file(&mut res, waiting.head_only)
+                    .map(Some)
+                    .or_else(|| (!close && out.len() > LARGE_ANSWER).then_some(None))
+                    .map(|file| SendingFile { file, close });
                 close
             }
             Done::Dropped => {
@@ -964,7 +981,8 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_drained(input, out, now);
         }
         if let Some(sending) = self.sending.take() {
-            // A file body went out; the keep-alive idle time runs from the end of the answer.
+            // A file body (or a large answer) went out; the keep-alive idle time runs from the
+            // end of the answer.
             self.state = State::Idle {
                 since: now,
                 fresh: false,
