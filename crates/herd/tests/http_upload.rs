@@ -326,3 +326,45 @@ fn a_streamed_body_echoed_through_a_streamed_answer_flows_both_ways() {
     }
     server.stop().expect("the loop returns");
 }
+
+/// A handler that answers at once (a large buffered answer) and reads the body on another
+/// thread: the body is read on while the answer waits for a client that reads it only once
+/// it has sent the whole body.
+#[test]
+fn a_large_answer_given_at_once_lets_the_body_come_first() {
+    const ANSWER: usize = 4 << 20;
+    let app = Router::new().post("/", |req: &Request<'_>, res: &mut Response| {
+        let mut reader = req.body_reader().expect("a streamed body");
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        res.body(vec![b'a'; ANSWER]);
+    });
+    let http = Http::new(app)
+        .max_body_bytes(64 * 1024)
+        .stream_large_bodies(true);
+    let server = start(http, Config::default());
+    // A small receive buffer (set before connecting): the answer cannot wait whole in the
+    // kernel's buffers.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&server.addr.into(), TIMEOUT)
+        .expect("connect");
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let data = body(8 << 20);
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&data)
+        .expect("the body is read before the answer");
+    let mut r = BufReader::new(s);
+    let (status, text) = read_answer(&mut r);
+    assert!(status == 200 && text.len() == ANSWER);
+}

@@ -356,8 +356,10 @@ impl<H: Handler> Conn<H> {
                     len: taken + body_len,
                 });
             }
-            if !close && out.len() > LARGE_ANSWER {
-                // The idle time runs from when it has gone out (`on_drained`).
+            if !close && out.len() > LARGE_ANSWER && self.upload.is_none() {
+                // The idle time runs from when it has gone out (`on_drained`). Not while a
+                // streamed body still comes: it is read on while the answer waits for the
+                // client (who may read only once it has sent it).
                 self.sending = Some(SendingFile { file: None, close });
                 res.reset();
                 self.finish_request(now);
