@@ -132,9 +132,11 @@ pub trait Connection: 'static {
     /// The connection was woken through its [`Wake`]: after it returned [`Flow::Wait`], or at
     /// any time while it reads (a protocol whose other threads have output for it, e.g. a
     /// WebSocket's messages pushed from elsewhere; a wake-up with nothing new must be
-    /// harmless). Not called once the connection is closing. `input` holds every byte not yet
-    /// consumed; as [`on_read`](Self::on_read), append the answer to `out` and say how much
-    /// input was used. Return [`Flow::Wait`] again if what it waited for is not there yet.
+    /// harmless). Not called once the connection is closing. A wake-up that comes while a
+    /// stream is sent ([`Flow::Stream`]) is delivered once the stream ends (meanwhile the
+    /// stream's producer is asked through [`on_drained`](Self::on_drained) anyway). `input`
+    /// holds every byte not yet consumed; as [`on_read`](Self::on_read), append the answer to
+    /// `out` and say how much input was used. Return [`Flow::Wait`] again if what it waited for is not there yet.
     /// Default: nothing to do.
     fn on_wake(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
         let _ = (input, out, now);

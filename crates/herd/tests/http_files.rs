@@ -626,3 +626,41 @@ fn a_file_answered_after_a_streamed_upload_goes_out_before_the_next_request() {
     assert_eq!(small.body, b"small");
     writer.join().unwrap().unwrap();
 }
+
+/// A file answered before the end of a streamed upload (the handler read only part of the
+/// body, the connection reads the rest) with `Connection: close` (or HTTP/1.0, or a drain):
+/// the file still goes out whole once the body is read, then the connection closes.
+#[test]
+fn a_file_answered_during_a_streamed_upload_goes_out_whole_before_a_close() {
+    let dir = TempDir::new("upload-close");
+    let content = pattern(2 * 1024 * 1024);
+    let path = dir.write("reply.bin", &content);
+    let app = Router::new().post(
+        "/upload",
+        blocking(move |req: &Request<'_>, res: &mut Response| {
+            let mut reader = req.body_reader().expect("a streamed body");
+            reader.read_exact(&mut [0; 1000]).unwrap();
+            res.file(req, &path);
+        }),
+    );
+    let http = Http::new(app)
+        .max_body_bytes(64 * 1024)
+        .stream_large_bodies(true);
+    let server = start(http, Config::default());
+    for version in ["HTTP/1.1\r\nConnection: close", "HTTP/1.0"] {
+        let mut s = server.connect();
+        let writer = {
+            let mut w = s.try_clone().unwrap();
+            let head =
+                format!("POST /upload {version}\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
+            std::thread::spawn(move || {
+                w.write_all(head.as_bytes())?;
+                w.write_all(&vec![7u8; 3_000_000])
+            })
+        };
+        let file = read_reply(&mut s, false).expect("the whole file");
+        assert!(file.status == 200 && file.body == content, "{}", file.head);
+        assert!(util::is_closed(&mut s), "{version}: closes after the file");
+        writer.join().unwrap().unwrap();
+    }
+}

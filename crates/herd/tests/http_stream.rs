@@ -411,3 +411,210 @@ fn deferred_answers_stream_and_failing_readers_cut_short() {
         cut.len()
     );
 }
+
+/// A body of `len` bytes read by its `Content-Length`.
+fn read_sized(r: &mut impl BufRead) -> (Head, Vec<u8>) {
+    let head = read_head(r);
+    let len = head
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+/// A client with a small receive buffer (set before connecting, so that the kernel does not
+/// grow it): large answers cannot all fit in the kernel's buffers.
+fn small_buffer_client(server: &util::Server) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&server.addr.into(), TIMEOUT)
+        .expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Answers too large for the socket stop the loop reading (back-pressure); a streamed answer
+/// behind them must not leave it stopped: requests sent after it are answered.
+#[test]
+fn reading_resumes_after_a_stream_that_followed_large_answers() {
+    // Below the size sent as a stream (256 KiB), many of them.
+    const BIG: usize = 200 * 1024;
+    const COUNT: usize = 40;
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/big" => {
+            res.body(vec![b'b'; BIG]);
+        }
+        "/chunks" => {
+            // Longer than the window: still in flight after the first piece.
+            res.chunks((0..100).map(|_| vec![b'c'; 10_000]));
+        }
+        _ => {
+            res.body("small");
+        }
+    });
+    let config = Config {
+        max_pending_output: 64 * 1024,
+        ..Config::default()
+    };
+    let server = start(http, config);
+    let stream = small_buffer_client(&server);
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut requests = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n".repeat(COUNT);
+    requests.push_str("GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n");
+    w.write_all(requests.as_bytes()).unwrap();
+    // Read nothing yet: the answers fill the socket, the loop stops reading...
+    std::thread::sleep(Duration::from_millis(300));
+    // ... so this is read only once they are out.
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    for _ in 0..COUNT {
+        let (head, body) = read_sized(&mut r);
+        assert!(head.status == 200 && body.len() == BIG);
+    }
+    let head = read_head(&mut r);
+    assert_eq!(head.get("transfer-encoding"), Some("chunked"));
+    let chunks = read_chunked(&mut r).expect("the whole stream");
+    assert_eq!(chunks.len(), 1_000_000);
+    let (_, small) = read_sized(&mut r);
+    assert_eq!(
+        small, b"small",
+        "the request sent during the stream is answered"
+    );
+    server.stop().expect("drain");
+}
+
+/// The keep-alive timeout runs from the end of a streamed answer, not from its start: a
+/// stream that lasts longer than it leaves its connection open for the next request.
+#[test]
+fn keep_alive_time_counts_from_the_end_of_a_stream() {
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/slow" => {
+            let tx = res.channel();
+            std::thread::spawn(move || {
+                for i in 0..6 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if tx.send(format!("piece {i}\n")).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        _ => {
+            res.body("small");
+        }
+    })
+    .keepalive_timeout(Duration::from_millis(500));
+    let server = start(http, Config::default());
+    let stream = server.connect();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.status, 200);
+    let body = read_chunked(&mut r).expect("the whole stream");
+    assert!(body.ends_with(b"piece 5\n"));
+    assert!(started.elapsed() > Duration::from_millis(500));
+    // Well within the keep-alive timeout of the stream's end.
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (head, small) = read_sized(&mut r);
+    assert!(head.status == 200 && small == b"small");
+    server.stop().expect("drain");
+}
+
+/// A deferred answer that starts server-sent events after the worker began draining: the
+/// stream ends at once (as one in flight when the drain began does), and the worker exits
+/// long before its drain timeout.
+#[test]
+fn server_sent_events_answered_during_a_drain_end_at_once() {
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(Some(gate));
+    let http = Http::new(move |_req: &Request<'_>, res: &mut Response| {
+        let gate = gate.lock().unwrap().take().expect("one request");
+        let mut responder = res.defer();
+        std::thread::spawn(move || {
+            let _ = gate.recv_timeout(TIMEOUT);
+            let tx = responder.sse();
+            responder.send();
+            let until = Instant::now() + 2 * TIMEOUT;
+            while Instant::now() < until && tx.send_event(Some("tick"), "x").is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    });
+    let mut server = start(http, Config::default());
+    let stream = server.connect();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    w.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.begin_drain();
+    std::thread::sleep(Duration::from_millis(200));
+    open.send(()).unwrap();
+    let opened = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.get("content-type"), Some("text/event-stream"));
+    read_chunked(&mut r).expect("the stream ends properly");
+    // The producer would go on for twice as long.
+    assert!(
+        opened.elapsed() < TIMEOUT,
+        "the stream did not end on the drain"
+    );
+    server.stop().expect("drain");
+}
+
+/// The same for a large buffered answer read slowly: the idle time runs from the moment it
+/// has gone out (to the kernel, as nginx's), not from when it was made.
+#[test]
+fn keep_alive_time_counts_from_the_end_of_a_large_answer_read_slowly() {
+    // More than the kernel's buffers hold: the last of it goes out only once the client
+    // read a good part of it.
+    const BIG: usize = 8 << 20;
+    const SLOW: usize = 2 << 20;
+    let http = Http::new(|req: &Request<'_>, res: &mut Response| match req.path() {
+        "/big" => {
+            res.body(vec![b'b'; BIG]);
+        }
+        _ => {
+            res.body("small");
+        }
+    })
+    .keepalive_timeout(Duration::from_secs(1));
+    let server = start(http, Config::default());
+    let stream = small_buffer_client(&server);
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
+    w.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let head = read_head(&mut r);
+    assert_eq!(head.get("content-length"), Some(BIG.to_string().as_str()));
+    let mut left = BIG;
+    let mut buf = vec![0; 64 * 1024];
+    while left > 0 {
+        // The first 2 MiB in about 1.3 s (past the keep-alive timeout), the rest at once.
+        if BIG - left < SLOW {
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let n = r.read(&mut buf[..left.min(64 * 1024)]).expect("body");
+        assert!(n > 0, "closed with {left} bytes left");
+        left -= n;
+    }
+    assert!(started.elapsed() > Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (head, small) = read_sized(&mut r);
+    assert!(head.status == 200 && small == b"small");
+    server.stop().expect("drain");
+}

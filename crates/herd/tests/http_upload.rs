@@ -223,3 +223,148 @@ fn a_reader_that_stops_stops_the_client() {
     assert_eq!(status, 200);
     assert!(answer.starts_with(&format!("{LEN} ")), "{answer}");
 }
+
+/// A chunked body off `r` (the test's echo answers are chunked).
+fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).expect("chunk size") > 0, "cut short");
+        let size = usize::from_str_radix(line.trim_end(), 16).expect("chunk size");
+        let at = body.len();
+        body.resize(at + size + 2, 0);
+        r.read_exact(&mut body[at..]).expect("chunk");
+        assert_eq!(&body[at + size..], b"\r\n", "chunk end");
+        body.truncate(at + size);
+        if size == 0 {
+            return body;
+        }
+    }
+}
+
+/// Full duplex: the handler streams the request body back as it reads it (through a
+/// channel), answering at once or through a `Responder`; the client sends and reads at the
+/// same time. Neither side may wait for the other's end: 4 MiB is far more than the windows
+/// and the socket buffers hold.
+#[test]
+fn a_streamed_body_echoed_through_a_streamed_answer_flows_both_ways() {
+    fn echo(mut reader: herd::http::BodyReader, tx: herd::http::BodySender) {
+        let mut buf = vec![0; 20_000];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    }
+    let app = Router::new()
+        .post("/echo", |req: &Request<'_>, res: &mut Response| {
+            let reader = req.body_reader().expect("a streamed body");
+            let tx = res.channel();
+            std::thread::spawn(move || echo(reader, tx));
+        })
+        .post("/echo-later", |req: &Request<'_>, res: &mut Response| {
+            let reader = req.body_reader().expect("a streamed body");
+            let mut responder = res.defer();
+            std::thread::spawn(move || {
+                let tx = responder.channel();
+                responder.send();
+                echo(reader, tx);
+            });
+        })
+        .get("/", |_req: &Request<'_>, res: &mut Response| {
+            res.body("plain");
+        });
+    let http = Http::new(app)
+        .max_body_bytes(64 * 1024)
+        .stream_large_bodies(true)
+        .stream_window(64 * 1024);
+    let server = start(http, Config::default());
+    let data = body(4 << 20);
+    for (path, chunked) in [("/echo", false), ("/echo-later", false), ("/echo", true)] {
+        let s = server.connect();
+        let writer = {
+            let mut w = s.try_clone().unwrap();
+            let data = data.clone();
+            let framing = match chunked {
+                true => "Transfer-Encoding: chunked".to_string(),
+                false => format!("Content-Length: {}", data.len()),
+            };
+            let head = format!("POST {path} HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n");
+            std::thread::spawn(move || {
+                w.write_all(head.as_bytes())?;
+                if chunked {
+                    for piece in data.chunks(100_000) {
+                        w.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                        w.write_all(piece)?;
+                        w.write_all(b"\r\n")?;
+                    }
+                    w.write_all(b"0\r\n\r\n")?;
+                } else {
+                    w.write_all(&data)?;
+                }
+                w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            })
+        };
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("status line");
+        assert!(line.starts_with("HTTP/1.1 200 "), "{path}: {line}");
+        while line != "\r\n" {
+            line.clear();
+            r.read_line(&mut line).expect("header line");
+        }
+        let echoed = read_chunked(&mut r);
+        assert!(
+            echoed == data,
+            "{path}: {} of {} bytes echoed",
+            echoed.len(),
+            data.len()
+        );
+        assert_eq!(read_answer(&mut r), (200, "plain".to_string()), "{path}");
+        writer.join().unwrap().expect("the whole body was sent");
+    }
+    server.stop().expect("the loop returns");
+}
+
+/// A handler that answers at once (a large buffered answer) and reads the body on another
+/// thread: the body is read on while the answer waits for a client that reads it only once
+/// it has sent the whole body.
+#[test]
+fn a_large_answer_given_at_once_lets_the_body_come_first() {
+    const ANSWER: usize = 4 << 20;
+    let app = Router::new().post("/", |req: &Request<'_>, res: &mut Response| {
+        let mut reader = req.body_reader().expect("a streamed body");
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        res.body(vec![b'a'; ANSWER]);
+    });
+    let http = Http::new(app)
+        .max_body_bytes(64 * 1024)
+        .stream_large_bodies(true);
+    let server = start(http, Config::default());
+    // A small receive buffer (set before connecting): the answer cannot wait whole in the
+    // kernel's buffers.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&server.addr.into(), TIMEOUT)
+        .expect("connect");
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let data = body(8 << 20);
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&data)
+        .expect("the body is read before the answer");
+    let mut r = BufReader::new(s);
+    let (status, text) = read_answer(&mut r);
+    assert!(status == 200 && text.len() == ANSWER);
+}

@@ -258,3 +258,92 @@ fn a_reader_that_stops_is_cut_off_by_the_write_stall_timeout() {
     );
     server.stop().expect("drain");
 }
+
+/// Streams `memory` pattern bytes for each `S\n`, and writes what other threads queue (a
+/// WebSocket's pushed messages, say) when woken: a queue that wakes the connection only for
+/// its first item, so a lost wake-up loses the message.
+struct Pusher {
+    memory: u64,
+    queue: Arc<std::sync::Mutex<(Vec<u8>, Option<herd::event_loop::Wake>)>>,
+}
+
+struct PushConn {
+    inner: StreamConn,
+    queue: Arc<std::sync::Mutex<(Vec<u8>, Option<herd::event_loop::Wake>)>>,
+}
+
+impl Protocol for Pusher {
+    type Conn = PushConn;
+    fn connect(&self, _peer: Option<SocketAddr>, _now: Instant) -> PushConn {
+        unreachable!("the loop connects with a wake-up")
+    }
+    fn connect_with(
+        &self,
+        _peer: Option<SocketAddr>,
+        _now: Instant,
+        wake: herd::event_loop::Wake,
+    ) -> PushConn {
+        self.queue.lock().unwrap().1 = Some(wake);
+        PushConn {
+            inner: StreamConn {
+                memory: self.memory,
+                file: Arc::new(pattern_file(0, 0)),
+                file_len: 0,
+                produced: Arc::new(AtomicU64::new(0)),
+                at: None,
+                file_due: false,
+            },
+            queue: Arc::clone(&self.queue),
+        }
+    }
+}
+
+impl Connection for PushConn {
+    fn on_read(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        self.inner.on_read(input, out, now)
+    }
+    fn on_drained(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        self.inner.on_drained(input, out, now)
+    }
+    fn on_wake(&mut self, _input: &[u8], out: &mut Vec<u8>, _now: Instant) -> Step {
+        out.append(&mut self.queue.lock().unwrap().0);
+        Step {
+            consumed: 0,
+            flow: Flow::Continue,
+        }
+    }
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    fn on_timeout(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        Flow::Close
+    }
+    fn on_drain(&mut self, _out: &mut Vec<u8>) -> Flow {
+        Flow::Close
+    }
+}
+
+#[test]
+fn a_wake_up_that_comes_during_a_stream_is_served_after_it() {
+    const MEMORY: u64 = 8 << 20;
+    let queue = Arc::new(std::sync::Mutex::new((Vec::new(), None)));
+    let pusher = Pusher {
+        memory: MEMORY,
+        queue: Arc::clone(&queue),
+    };
+    let server = start_protocol(pusher, Config::default());
+    let mut client = small_buffer_client(server.addr);
+    client.write_all(b"S\n").unwrap();
+    // The stream fills the client's buffer: it is still being sent when a message is
+    // queued (and its one wake-up sent).
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let mut q = queue.lock().unwrap();
+        q.0.extend_from_slice(b"message");
+        q.1.as_ref().expect("connected").wake();
+    }
+    read_pattern(&mut client, 0, MEMORY);
+    let mut message = [0; 7];
+    client.read_exact(&mut message).expect("the queued message");
+    assert_eq!(&message, b"message");
+}

@@ -87,6 +87,9 @@ pub(super) struct Socket<C> {
     streaming: bool,
     /// The file range of the stream, sent after `output`.
     file: Option<FileRange>,
+    /// A wake-up came while a stream was sent: the protocol hears of it at the stream's end
+    /// (it may have been the only one for output queued elsewhere).
+    woken: bool,
     /// Registered for WRITABLE: while output is pending, and all along a stream (it would
     /// otherwise register and deregister for every piece a slow peer makes wait).
     write_interest: bool,
@@ -119,6 +122,7 @@ impl<C: Connection> Socket<C> {
             missed: false,
             streaming: false,
             file: None,
+            woken: false,
             write_interest: false,
             gen: 0,
         }
@@ -258,8 +262,14 @@ impl<C: Connection> Socket<C> {
     /// connection that did not wait is told too: it may have output from other threads (an
     /// upgraded connection, see [`Connection::on_wake`]).
     pub(super) fn on_wake(&mut self, cx: &mut Ctx<'_>) -> Status {
-        // A stream being sent asks its producer for more as the socket drains anyway.
-        if self.closing || self.streaming {
+        if self.closing {
+            return Status::Open;
+        }
+        if self.streaming {
+            // A stream being sent asks its producer for more as the socket drains anyway;
+            // the protocol is told at the stream's end (an upgraded protocol may have other
+            // output, announced by this one wake-up).
+            self.woken = true;
             return Status::Open;
         }
         self.waiting = false;
@@ -432,7 +442,24 @@ impl<C: Connection> Socket<C> {
                 }
             }
             let status = self.after(step.flow, cx);
-            if status == Status::Open && !self.waiting && std::mem::take(&mut self.missed) {
+            if status != Status::Open {
+                return status;
+            }
+            if self.paused && self.output.is_empty() {
+                // Reading stopped for the output queued before the stream (back-pressure),
+                // and all of it is out: read again (`on_writable`, which would have resumed
+                // it, went on with the stream instead).
+                self.paused = false;
+                self.missed = true;
+            }
+            if std::mem::take(&mut self.woken) && !self.closing {
+                // The wake-up that came during the stream.
+                let status = self.on_wake(cx);
+                if status != Status::Open || self.streaming {
+                    return status;
+                }
+            }
+            if !self.waiting && std::mem::take(&mut self.missed) {
                 // Input that arrived meanwhile had no edge left to announce it.
                 return Status::Busy;
             }

@@ -26,6 +26,12 @@ const INLINE_HEADERS: usize = 64;
 /// A decode buffer larger than this is released after its request.
 const KEEP_BODY: usize = 64 * 1024;
 
+/// Output past this after a buffered answer (that keeps the connection open) is sent as a
+/// stream ([`Flow::Stream`], as a file body): the keep-alive idle time then runs from the
+/// moment it has gone out, as nginx's, not from when it was made (a slow reader of a large
+/// answer would find its connection closed as soon as it finished reading).
+const LARGE_ANSWER: usize = 256 * 1024;
+
 /// Where the connection is between requests.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -53,7 +59,8 @@ enum One {
     Upgraded { len: usize },
     /// A request of `len` bytes is answered with a streamed body (its head is written).
     Streaming { len: usize },
-    /// A request of `len` bytes was answered with a file body: the loop sends it next.
+    /// A request of `len` bytes was answered with a file body (or a large buffered one): the
+    /// loop sends it next.
     File { len: usize },
 }
 
@@ -105,9 +112,9 @@ pub struct Conn<H> {
     sending: Option<SendingFile>,
 }
 
-/// The file body of the answer being sent.
+/// The file body of the answer being sent (or a large buffered answer, see [`LARGE_ANSWER`]).
 struct SendingFile {
-    /// Until the loop takes it ([`Connection::take_file`]).
+    /// Until the loop takes it ([`Connection::take_file`]); `None` for a buffered answer.
     file: Option<FileRange>,
     /// Close the connection once it went out.
     close: bool,
@@ -280,8 +287,6 @@ impl<H: Handler> Conn<H> {
                 self.upload = Some(Box::new(upload));
             } else {
                 // The handler did not opt in: too large, as without streaming.
-                res.deferred = None;
-                res.stream = None;
                 res.reset();
                 return Err(Error::BodyTooLarge);
             }
@@ -289,7 +294,6 @@ impl<H: Handler> Conn<H> {
         let deferred = res.deferred.take();
         let switch = res.upgrade.take();
         if let (Ok(()), Some(slot)) = (&served, deferred) {
-            res.stream = None;
             self.waiting = Some(Waiting {
                 slot,
                 head_only: head.method == "HEAD",
@@ -307,7 +311,6 @@ impl<H: Handler> Conn<H> {
             let wake = res.link.as_ref().map(|link| link.wake.clone());
             let (minor, draining) = (head.minor_version, self.draining);
             let switched = upgrade::switch(start, res, minor, draining, wake, out, now, started);
-            res.stream = None;
             res.reset();
             self.finish_request(now);
             let len = taken + body_len;
@@ -353,6 +356,17 @@ impl<H: Handler> Conn<H> {
                     len: taken + body_len,
                 });
             }
+            if !close && out.len() > LARGE_ANSWER && self.upload.is_none() {
+                // The idle time runs from when it has gone out (`on_drained`). Not while a
+                // streamed body still comes: it is read on while the answer waits for the
+                // client (who may read only once it has sent it).
+                self.sending = Some(SendingFile { file: None, close });
+                res.reset();
+                self.finish_request(now);
+                return Ok(One::File {
+                    len: taken + body_len,
+                });
+            }
             close
         } else {
             tracing::error!(
@@ -362,7 +376,6 @@ impl<H: Handler> Conn<H> {
             );
             response::write_error(out, 500, now);
             crate::metrics::local::request(500, started);
-            res.stream = None;
             true
         };
         res.reset();
@@ -389,6 +402,22 @@ impl<H: Handler> Conn<H> {
     /// Feed `input` (body bytes) to the streamed request body; once it is complete, serve
     /// what follows it.
     fn feed_upload(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        if self.upload.is_some() && self.waiting.as_ref().is_some_and(|w| w.slot.streams()) {
+            // A streamed answer came while the body still arrives (the handler echoes it,
+            // say): it starts now, and both go on at once; the handler may wait for the
+            // client to read before it reads more.
+            match self.answer_deferred(out, now) {
+                _ if self.outgoing.is_some() => return self.duplex(input, out, now),
+                // A head alone (HEAD) that closes the connection.
+                Some(true) => {
+                    return Step {
+                        consumed: input.len(),
+                        flow: Flow::Close,
+                    }
+                }
+                _ => {}
+            }
+        }
         let Some(upload) = self.upload.as_mut() else {
             return self.on_read(input, out, now);
         };
@@ -452,17 +481,18 @@ impl<H: Handler> Conn<H> {
                         flow: Flow::Wait,
                     }
                 }
+                // A file body: the loop sends it, then `on_drained` closes or serves what
+                // follows (checked first: an answer that closes still has its file to send).
+                Some(_) if self.sending.is_some() => {
+                    return Step {
+                        consumed,
+                        flow: Flow::Stream,
+                    }
+                }
                 Some(true) => {
                     return Step {
                         consumed: input.len(),
                         flow: Flow::Close,
-                    }
-                }
-                // A file body: the loop sends it, then `on_drained` serves what follows.
-                Some(false) if self.sending.is_some() => {
-                    return Step {
-                        consumed,
-                        flow: Flow::Stream,
                     }
                 }
                 Some(false) if self.outgoing.is_some() => {
@@ -479,6 +509,23 @@ impl<H: Handler> Conn<H> {
         Step {
             consumed: consumed + rest.consumed,
             flow: rest.flow,
+        }
+    }
+
+    /// Full duplex: a streamed answer goes out while the streamed request body still comes.
+    /// The answer's next piece first; when its producer has nothing yet (it wakes the
+    /// connection) or the answer is over, the body takes the input.
+    fn duplex(&mut self, input: &[u8], out: &mut Vec<u8>, now: Instant) -> Step {
+        match self.next_piece(out, now) {
+            Flow::Stream => Step {
+                consumed: 0,
+                flow: Flow::Stream,
+            },
+            Flow::Close => Step {
+                consumed: input.len(),
+                flow: Flow::Close,
+            },
+            Flow::Wait | Flow::Continue => self.feed_upload(input, out, now),
         }
     }
 
@@ -509,19 +556,24 @@ impl<H: Handler> Conn<H> {
             return Some(persist == Persist::Close);
         }
         res.write_stream_head(out, len, chunked, persist, now);
-        let outgoing = Outgoing::new(
+        let mut outgoing = Outgoing::new(
             body,
             chunked,
             persist == Persist::Close,
             self.limits.stream_window,
             self.response.link.clone(),
         );
+        if self.draining {
+            // Answered after the drain began (deferred): server-sent events end at once,
+            // as those in flight when it began did (`on_drain`).
+            outgoing.end_on_drain();
+        }
         self.outgoing = Some(Box::new(outgoing));
         None
     }
 
     /// The next piece of the streamed body onto `out`, and what the loop does next.
-    fn next_piece(&mut self, out: &mut Vec<u8>) -> Flow {
+    fn next_piece(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow {
         let Some(outgoing) = self.outgoing.as_mut() else {
             return Flow::Continue;
         };
@@ -531,6 +583,12 @@ impl<H: Handler> Conn<H> {
             Fill::Done => {
                 let close = outgoing.close || self.draining;
                 self.outgoing = None;
+                // The keep-alive idle time runs from the end of the answer (a stream may
+                // last longer than the keep-alive timeout).
+                self.state = State::Idle {
+                    since: now,
+                    fresh: false,
+                };
                 if close {
                     Flow::Close
                 } else {
@@ -598,10 +656,11 @@ impl<H: Handler> Conn<H> {
                     return Some(head_alone.unwrap_or(false));
                 }
                 res.write(out, waiting.head_only, persist, now);
-                self.sending = res_file(&mut res, waiting.head_only).map(|file| SendingFile {
-                    file: Some(file),
-                    close,
-                });
+                // A file body, or a large answer: the loop sends it, then `on_drained`.
+                self.sending = res_file(&mut res, waiting.head_only)
+                    .map(Some)
+                    .or_else(|| (!close && out.len() > LARGE_ANSWER).then_some(None))
+                    .map(|file| SendingFile { file, close });
                 close
             }
             Done::Dropped => {
@@ -661,7 +720,7 @@ impl<H: Handler> Connection for Conn<H> {
             return self.feed_upload(input, out, now);
         }
         let mut consumed = 0;
-        if self.waiting.is_some() || self.outgoing.is_some() {
+        if self.waiting.is_some() || self.outgoing.is_some() || self.sending.is_some() {
             return Step {
                 consumed,
                 flow: Flow::Wait,
@@ -693,7 +752,15 @@ impl<H: Handler> Connection for Conn<H> {
                 }
                 Ok(One::Streaming { len }) => {
                     consumed += len;
-                    match self.next_piece(out) {
+                    if self.upload.is_some() {
+                        // The handler reads the body and streams its answer: both go on.
+                        let step = self.duplex(&input[consumed..], out, now);
+                        return Step {
+                            consumed: consumed + step.consumed,
+                            flow: step.flow,
+                        };
+                    }
+                    match self.next_piece(out, now) {
                         // Over already (a short body): serve what follows.
                         Flow::Continue => {}
                         Flow::Close => {
@@ -804,14 +871,14 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_drain(out);
         }
         self.draining = true;
-        if self.upload.is_some() {
-            // A body on its way to the handler: finish it, answer, then close.
-            return Flow::Continue;
-        }
         if let Some(outgoing) = &mut self.outgoing {
             // A body in flight is finished (server-sent events end now), then the
             // connection closes.
             outgoing.end_on_drain();
+            return Flow::Continue;
+        }
+        if self.upload.is_some() {
+            // A body on its way to the handler: finish it, answer, then close.
             return Flow::Continue;
         }
         if self.waiting.is_some() || self.sending.is_some() {
@@ -861,8 +928,13 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_wake(input, out, now);
         }
         if self.upload.is_some() {
-            // The handler read some of the body (room again), or its answer came early (it
-            // goes out once the body is read).
+            if self.outgoing.is_some() {
+                // Full duplex: the answer's producer has more, or the handler read some of
+                // the body (room again).
+                return self.duplex(input, out, now);
+            }
+            // The handler read some of the body (room again), or its answer came early (a
+            // streamed one starts now, any other goes out once the body is read).
             return self.feed_upload(input, out, now);
         }
         if self.outgoing.is_some() {
@@ -911,7 +983,8 @@ impl<H: Handler> Connection for Conn<H> {
             return upgraded.on_drained(input, out, now);
         }
         if let Some(sending) = self.sending.take() {
-            // A file body went out; the keep-alive idle time runs from the end of the answer.
+            // A file body (or a large answer) went out; the keep-alive idle time runs from the
+            // end of the answer.
             self.state = State::Idle {
                 since: now,
                 fresh: false,
@@ -924,7 +997,11 @@ impl<H: Handler> Connection for Conn<H> {
             }
             return self.on_read(input, out, now);
         }
-        match self.next_piece(out) {
+        if self.upload.is_some() {
+            // Full duplex: the request body still comes while the answer streams.
+            return self.duplex(input, out, now);
+        }
+        match self.next_piece(out, now) {
             // The body is over: serve what was pipelined behind it.
             Flow::Continue => self.on_read(input, out, now),
             Flow::Close => Step {

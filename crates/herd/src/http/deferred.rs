@@ -32,6 +32,15 @@ impl Slot {
     pub(crate) fn take(&self) -> Option<Done> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Whether the answer came with a streamed body (and no protocol switch): it may start
+    /// before the request's streamed body is read.
+    pub(crate) fn streams(&self) -> bool {
+        matches!(
+            &*self.0.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(Done::Answer(res)) if res.stream.is_some() && res.upgrade.is_none()
+        )
+    }
 }
 
 /// The answer to one request, completed later, from any thread: fill it in as a [`Response`]

@@ -107,7 +107,7 @@ impl Response {
     /// cancels the switch (the response goes out as a plain one). An HTTP/1.0 request cannot
     /// switch (it gets `400`), nor can a request that arrives while the worker drains (it gets
     /// `503`, and the client reconnects to another worker); both close the connection. The
-    /// answer of a [`Responder`] cannot switch (it is sent as a plain response).
+    /// answer of a [`Responder`] switches the same way, when it is sent.
     pub fn upgrade<C, F>(&mut self, protocol: &str, start: F) -> &mut Self
     where
         C: Connection + Send,
@@ -369,7 +369,11 @@ impl Response {
     pub(crate) fn reset(&mut self) {
         self.status = 200;
         self.close = false;
+        // `None` but for the rare answers that stream, switch or defer: cheap checks.
         self.file = None;
+        self.stream = None;
+        self.upgrade = None;
+        self.deferred = None;
         for buf in [&mut self.headers, &mut self.body] {
             if buf.capacity() > KEEP_CAPACITY {
                 *buf = Vec::new();

@@ -521,3 +521,15 @@ fn a_streamed_answer_goes_a_window_at_a_time_and_holds_the_handover() {
     }
     assert_eq!(decoded, 500_000);
 }
+
+/// A response is reused for the next request: nothing a handler set may leak into it.
+#[test]
+fn reset_forgets_streams_upgrades_and_deferrals() {
+    let mut res = Response::new();
+    res.chunks(["piece"]);
+    let conn = http().connect(None, Instant::now());
+    res.upgrade("test", move |_| conn);
+    res.deferred = Some(Default::default());
+    res.reset();
+    assert!(res.stream.is_none() && res.upgrade.is_none() && res.deferred.is_none());
+}

@@ -4,6 +4,11 @@
 //! reads from it; a full window stops the loop reading that socket (the kernel's buffers,
 //! then the client, wait), so a body of any size costs one window of memory.
 //!
+//! The answer may stream while the body still arrives (full duplex): a handler that echoes
+//! the body through a [`Response::channel`](super::Response::channel), at once or through
+//! its [`Responder`](super::Responder), sends what it read while the client sends the rest.
+//! A buffered (or file) answer goes out once the whole body is read.
+//!
 //! [`Http::stream_large_bodies`]: super::Http::stream_large_bodies
 
 use std::io::{self, Read};
