@@ -1,7 +1,8 @@
 //! HTTPS end to end: the hello example and the fixture serve TLS (herd::tls, rustls) with a
 //! self-signed certificate each test makes (rcgen), checked with real clients: curl, and a
 //! rustls client in the test. Keep-alive, pipelining, large bodies both ways, deferred answers,
-//! plain HTTP to the TLS port, bad files at start, and a reload that serves renewed files.
+//! plain HTTP to the TLS port, bad files at start (checked in the primary, or only in the
+//! worker: no crash loop), and a reload that serves renewed files.
 
 mod util;
 
@@ -366,6 +367,79 @@ fn bad_tls_files_stop_the_start_with_one_line() {
     fails_at_start(
         &[("TLS_CERT", s(&cert)), ("TLS_KEY", s(&other_key))],
         &[s(&other_key), "does not fit the certificate"],
+    );
+}
+
+/// A library user who loads the certificate in the worker (as the docs recommend) and
+/// returns the error with `?`, without checking in the primary: the workers exit with
+/// EX_CONFIG (78) and the start stops at once, with the worker's line and one line from the
+/// primary, instead of restarting the workers with backoff forever.
+#[test]
+fn a_bad_certificate_path_loaded_in_the_worker_stops_the_start_without_restarts() {
+    let certs = Certs::new();
+    certs.issue();
+    let missing = certs.dir.join("missing.pem");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let key = certs.key();
+    let started = Instant::now();
+    let mut fixture = Proc::start(
+        FIXTURE,
+        &[
+            ("FIX_MODE", "http"),
+            ("FIX_ADDR", &addr),
+            ("FIX_WORKERS", "2"),
+            // No tracing subscriber: the plain stderr lines of the README's snippet.
+            ("FIX_NO_LOG", "1"),
+            // A crash loop would restart within the test's time many times over.
+            ("FIX_BACKOFF_MS", "50"),
+            ("FIX_TLS_CERT", s(&missing)),
+            ("FIX_TLS_KEY", s(&key)),
+        ],
+        &[],
+    );
+    let status = fixture.wait(8 * SEC);
+    fixture.drain_for(Duration::from_millis(100));
+    let err = fixture.stderr();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running after 8 s (restarting?); stdout:\n{}\nstderr:\n{err}",
+            fixture.seen.join("\n")
+        )
+    });
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < 8 * SEC);
+    // The primary's last line names the failed boot and says it does not restart.
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("herd-fixture: worker ")
+            && last.contains("failed to boot (configuration error, exit 78)")
+            && last.contains("not restarting"),
+        "{err}"
+    );
+    // Each worker said what is wrong, once: the file and why.
+    let why: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("herd worker ") && l.contains(s(&missing)))
+        .collect();
+    assert!((1..=2).contains(&why.len()), "{err}");
+    assert!(why.iter().all(|l| l.contains("No such file")), "{err}");
+    // Two workers were started, none restarted; those that failed exited 78.
+    let forks = fixture
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("EV fork"))
+        .count();
+    assert_eq!(forks, 2, "{:?}\n{err}", fixture.seen);
+    let exits: Vec<&String> = fixture
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("EV exit"))
+        .collect();
+    assert_eq!(exits.len(), 2, "{:?}", fixture.seen);
+    assert!(
+        exits.iter().any(|l| l.contains("code=78")),
+        "{:?}",
+        fixture.seen
     );
 }
 

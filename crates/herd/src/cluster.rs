@@ -93,13 +93,31 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// The exit status of a worker that failed to boot for a configuration error (sysexits'
+/// `EX_CONFIG`): its `run` closure returned an [`ErrorKind::Config`] error before the
+/// worker listened or called `ready()`. The primary does not restart such a worker while
+/// none serves: the start stops with one line instead of a crash loop.
+pub(crate) const EX_CONFIG: i32 = 78;
+
 /// A worker's `run` failed: say why in one line (unless the primary says it: a listen error
-/// it sent stops the cluster with that sentence) and exit 1. Returning the error would have
-/// `main` print it, in pieces that interleave with the other workers' lines.
+/// it sent stops the cluster with that sentence) and exit: [`EX_CONFIG`] for a
+/// configuration error before the worker announced itself (a failed boot), 1 otherwise.
+/// Returning the error would have `main` print it, in pieces that interleave with the other
+/// workers' lines.
 fn worker_failed(e: &Error) -> ! {
     if e.kind() != ErrorKind::Listen {
         crate::log::error(format_args!("{e}"));
     }
+    if e.kind() == ErrorKind::Config && !crate::worker::announced() {
+        std::process::exit(EX_CONFIG)
+    }
+    std::process::exit(1)
+}
+
+/// A worker could not connect to its primary: one line and exit 1 (the primary reports a
+/// worker that never connected).
+fn exit_unconnected(e: &Error) -> ! {
+    crate::log::error(format_args!("{e}"));
     std::process::exit(1)
 }
 
@@ -471,6 +489,16 @@ impl Cluster {
     /// the primary instead) and exits with status 1, so that several workers failing at once
     /// do not garble each other's lines.
     ///
+    /// A configuration error ([`ErrorKind::Config`], e.g. from
+    /// `herd::tls::TlsConfig::from_pem_files` on a bad path)
+    /// returned before the worker listened or called [`Worker::ready`] is a failed boot: the
+    /// worker exits with status 78 (`EX_CONFIG` of sysexits.h) instead, and the primary does
+    /// not restart it. While no other worker serves (the cluster is starting), the primary
+    /// stops the cluster and `run` returns an [`ErrorKind::Config`] error naming the worker;
+    /// during a rolling reload the reload stops and the old workers serve on; when other
+    /// workers serve outside a reload (a crashed worker's restart), it counts as a crash
+    /// (restart with backoff, crash-loop detection), as a worker that serves may recover.
+    ///
     /// Without a tracing subscriber, worker crashes, restarts and failed reloads still reach
     /// stderr, one line each; install one (e.g. `tracing_subscriber::fmt().init()`) to see
     /// every lifecycle event.
@@ -484,9 +512,8 @@ impl Cluster {
         F: FnOnce(Worker) -> Result<()>,
     {
         if crate::is_worker() {
-            return Worker::connect()
-                .and_then(worker)
-                .map_err(|e| worker_failed(&e));
+            let me = Worker::connect().unwrap_or_else(|e| exit_unconnected(&e));
+            return worker(me).map_err(|e| worker_failed(&e));
         }
         let spawn = self.spawn_settings()?;
         self.ensure_poll()?;

@@ -29,6 +29,15 @@ pub(crate) type OnMessage = Box<dyn FnMut(&[u8]) + Send>;
 /// Set once the IPC fd has been taken by [`Worker::connect`].
 static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set once this worker told the primary it listens or is ready: from then on, its failure
+/// is a crash, not a failed boot (see [`crate::Cluster::run`]).
+static ANNOUNCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this worker has told the primary it listens or is ready.
+pub(crate) fn announced() -> bool {
+    ANNOUNCED.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// How long `listen` waits for the primary's answer.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -128,6 +137,9 @@ impl WorkerSender {
 
     /// Sends `msg` with `fds` attached (as many as `msg` says it carries).
     pub(crate) fn frame_with(&self, msg: &ToPrimary, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if matches!(msg, ToPrimary::Listening { .. } | ToPrimary::Ready) {
+            ANNOUNCED.store(true, std::sync::atomic::Ordering::Release);
+        }
         let mut frame = Vec::new();
         msg.encode(&mut frame);
         let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());

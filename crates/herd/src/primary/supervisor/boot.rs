@@ -5,6 +5,13 @@
 //!   the `exec` is not a herd program (its `main` must call `Cluster::run`), or it fails
 //!   before getting there, and restarting it would only loop. Once one worker has
 //!   connected, later failures are crashes.
+//! - A worker that exits with `EX_CONFIG` (78: its `run` closure returned a configuration
+//!   error, e.g. a TLS file that cannot be read) before it was ever ready failed to boot:
+//!   while no worker of the cluster serves (the start), the cluster stops with one line
+//!   naming it, at once, without restarts (Gunicorn's `WORKER_BOOT_ERROR`). A reload's new
+//!   worker that does so stops the reload (the old workers serve on, see `reload.rs`). When
+//!   other workers serve outside a reload (a crashed worker's restart), it is a crash like
+//!   any other: the cluster serves on, and a file that comes back lets the restart succeed.
 //! - A worker that is not ready (listening, or `ready()` under `wait_ready`) within the boot
 //!   timeout is killed and counts as a failure of its slot (restart after the backoff, crash
 //!   loop). A reload's or recycle's new worker has the (shorter) ready timeout as well.
@@ -13,6 +20,7 @@ use std::time::Instant;
 
 use super::Fatal;
 use super::{Exit, Level, Supervisor, Worker};
+use crate::cluster::EX_CONFIG;
 use crate::error::ErrorKind;
 use crate::primary::handle::Cause;
 
@@ -83,6 +91,33 @@ impl Supervisor {
         true
     }
 
+    /// Worker `w` (`id`) of slot `slot` exited with `exit` as its slot's current worker:
+    /// a boot failure that stops the cluster when it exited with [`EX_CONFIG`] before it
+    /// was ready, unasked, while no other worker serves. Returns whether it did.
+    pub(super) fn failed_to_boot(&mut self, w: &Worker, id: u32, exit: Exit) -> bool {
+        if !boot_error(exit) || w.ready || w.leaving.is_some() {
+            return false;
+        }
+        if self
+            .workers
+            .values()
+            .any(|o| o.ready && o.leaving.is_none())
+        {
+            return false;
+        }
+        let line = format!(
+            "worker {id} (slot {}) failed to boot (configuration error, exit {EX_CONFIG}): see its message above; not restarting",
+            w.slot
+        );
+        // Cluster::run returns the line: the application tells it, once.
+        self.log(Level::Returned, line.clone());
+        if self.fatal.is_none() {
+            self.fatal = Some(Fatal::new(ErrorKind::Config, line));
+            self.fatal_said = true;
+        }
+        true
+    }
+
     fn not_a_herd_program(&mut self, what: String) {
         // Those that never connected will not hear a disconnect either.
         let silent: Vec<u32> = self
@@ -102,4 +137,9 @@ impl Supervisor {
             ),
         ));
     }
+}
+
+/// Whether `exit` is a worker's failed boot: [`EX_CONFIG`] (see `Cluster::run`).
+pub(super) fn boot_error(exit: Exit) -> bool {
+    exit == Exit::Code(EX_CONFIG)
 }

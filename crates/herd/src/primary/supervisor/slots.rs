@@ -145,8 +145,13 @@ impl Supervisor {
                     .as_deref()
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default();
+                let config = if super::boot::boot_error(exit) {
+                    ": a configuration error, see its message above"
+                } else {
+                    ""
+                };
                 let what = format!(
-                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}"
+                    "new worker {id} for slot {slot_no} exited ({exit}) before it was ready{why}{config}"
                 );
                 self.replacement_failed(slot_no, id, what, now);
             }
@@ -176,6 +181,9 @@ impl Supervisor {
                 ));
                 return;
             }
+        }
+        if self.failed_to_boot(&w, id, exit) {
+            return;
         }
         match w.leaving {
             Some(_) => self.restart(slot_no, Duration::ZERO, None, now),

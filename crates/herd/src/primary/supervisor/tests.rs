@@ -1232,3 +1232,94 @@ fn shutdown_delay() {
     );
     assert!(!sup.stopping(), "serving during the delay");
 }
+
+#[test]
+fn failing_to_boot() {
+    check(&[
+        (
+            "a configuration error before ready at the start stops the cluster, no restart",
+            same,
+            &["0 start", "0 online 1", "0 online 2", "10 exit 1 code 78", "20 exit 2 code 0", "99999 timer"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "error (returned): worker 1 (slot 0) failed to boot (configuration error, exit 78): see its message above; not restarting",
+                "disconnect 2 stop",
+                "stop listening",
+                "exit Config: worker 1 (slot 0) failed to boot (configuration error, exit 78): see its message above; not restarting",
+            ],
+        ),
+        (
+            "the same exit after ready is a crash",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 exit 1 code 78", "110 timer"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+            ],
+        ),
+        (
+            "another exit before ready at the start is a crash",
+            same,
+            &["0 start", "0 online 1", "0 online 2", "10 exit 1 code 1", "110 timer"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+            ],
+        ),
+        (
+            "while another worker serves, a restart's configuration error is a crash",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 exit 1 sig 9", "110 timer", "110 online 3", "120 exit 3 code 78", "320 timer"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 3 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+                "warn: restarting slot 0 in 200 ms",
+                "spawn 4 slot 0 (crash 2 hang 0 recycle 0 reload 0)",
+            ],
+        ),
+        (
+            "with no worker serving, a restart's configuration error stops the cluster",
+            |s| s.workers = 1,
+            &["0 start", "0 up 1", "10 exit 1 sig 9", "110 timer", "110 online 2", "120 exit 2 code 78"],
+            &[
+                "spawn 1 slot 0",
+                "warn: restarting slot 0 in 100 ms",
+                "spawn 2 slot 0 (crash 1 hang 0 recycle 0 reload 0)",
+                "error (returned): worker 2 (slot 0) failed to boot (configuration error, exit 78): see its message above; not restarting",
+                "stop listening",
+                "exit Config: worker 2 (slot 0) failed to boot (configuration error, exit 78): see its message above; not restarting",
+            ],
+        ),
+        (
+            "a reload's new worker with a configuration error stops the reload, the old ones serve",
+            same,
+            &["0 start", "0 up 1", "0 up 2", "10 reload", "20 online 3", "30 exit 3 code 78", "99999 timer"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "spawn 3 slot 0",
+                "error: reload stopped, the old workers keep serving: new worker 3 for slot 0 exited (code 78) before it was ready: a configuration error, see its message above",
+            ],
+        ),
+        (
+            "a worker told to leave may exit 78: the stop goes on",
+            same,
+            &["0 start", "0 online 1", "0 online 2", "5 stop", "10 exit 1 code 78", "10 exit 2 code 0"],
+            &[
+                "spawn 1 slot 0",
+                "spawn 2 slot 1",
+                "disconnect 1 stop",
+                "disconnect 2 stop",
+                "stop listening",
+                "exit ok",
+            ],
+        ),
+    ]);
+}
