@@ -34,22 +34,12 @@ mod env;
 mod logging;
 
 fn main() -> ExitCode {
-    logging::init("info");
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("axum: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main("axum", "info", run)
 }
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     let shutdown_ms: u64 = env::env_or("SHUTDOWN_TIMEOUT_MS", 30_000)?;
     let ignore: u8 = env::env_or("IGNORE_SHUTDOWN", 0)?;
     let linger: Option<u64> = match std::env::var("LINGER_MS") {

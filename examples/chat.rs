@@ -34,22 +34,12 @@ mod policy;
 const MAX_MESSAGE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
-    logging::init("info");
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main("chat", "info", run)
 }
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
     let cluster = Cluster::new().workers(workers).on_event(|event, primary| {
         // The primary's whole job in this chat: what one worker heard, all workers say.

@@ -21,22 +21,12 @@ mod env;
 mod logging;
 
 fn main() -> ExitCode {
-    logging::init("info");
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("files: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main("files", "info", run)
 }
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     let root = std::env::var("ROOT").unwrap_or_else(|_| ".".into());
     // Opened here, in the primary (a bad ROOT stops it before any worker starts) and again
     // in each worker (each process runs `main`).

@@ -39,23 +39,13 @@ fn main() -> ExitCode {
 /// Logs to stdout, runs the cluster answering `<greeting> from worker <id> (pid <pid>)`, and
 /// turns an error into one line on stderr (prefixed by `name`) and a failing exit code.
 pub fn start(name: &str, greeting: &str) -> ExitCode {
-    logging::init("info");
-    match run(greeting) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main(name, "info", || run(greeting))
 }
 
 fn run(greeting: &str) -> Result<(), String> {
     let greeting = greeting.to_string();
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     let policy_name = std::env::var("POLICY").unwrap_or_else(|_| "reuseport".into());
     let metrics = match std::env::var("METRICS_ADDR") {
         Ok(a) if !a.is_empty() => Some(

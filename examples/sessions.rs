@@ -54,10 +54,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // A malformed URL is a misconfiguration: say so once, before starting anything.
     let client = redis::Client::open(url.as_str())

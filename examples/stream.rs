@@ -30,22 +30,12 @@ mod logging;
 static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 
 fn main() -> ExitCode {
-    logging::init("info");
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stream: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main("stream", "info", run)
 }
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     Cluster::new()
         .workers(workers)
         .run(move |mut worker| {

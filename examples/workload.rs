@@ -49,10 +49,7 @@ fn main() -> ExitCode {
 fn run(cluster: Cluster) -> Result<(), String> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".into());
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     cluster
         .workers(workers)
         .on_event(|event, _| {

@@ -16,22 +16,12 @@ mod env;
 mod logging;
 
 fn main() -> ExitCode {
-    logging::init("warn");
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ws_echo: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::main("ws_echo", "warn", run)
 }
 
 fn run() -> Result<(), String> {
     let port: u16 = env::env_or("PORT", 8000)?;
-    let workers: usize = env::env_or(
-        "WORKERS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    )?;
+    let workers: usize = env::workers()?;
     Cluster::new()
         .workers(workers)
         .run(move |worker| {

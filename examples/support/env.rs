@@ -10,3 +10,11 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
         Err(_) => Ok(default),
     }
 }
+
+/// `WORKERS`, or the CPUs this process may use when unset.
+pub fn workers() -> Result<usize, String> {
+    env_or(
+        "WORKERS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )
+}
