@@ -571,6 +571,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_slot_added_again_takes_its_parked_socket_back() {
+        let inode = |fd: BorrowedFd<'_>| nix::sys::stat::fstat(fd).unwrap().st_ino;
+        let mut l = Listeners::new(Policy::ReusePort, 128, false, None).unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = TcpListener::from(l.get(any, 0).unwrap().try_clone_to_owned().unwrap());
+        let first = inode(l.get(any, 1).unwrap());
+        l.begin_remove_slot(1);
+        assert!(l.finish_remove_slot(1).is_empty());
+        let b = TcpListener::from(l.get(any, 1).unwrap().try_clone_to_owned().unwrap());
+        assert_eq!(inode(b.as_fd()), first, "the parked socket, not a new one");
+        let addr = a.local_addr().unwrap();
+        let _conns: Vec<std::net::TcpStream> = (0..60)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        b.set_nonblocking(true).unwrap();
+        assert!(b.accept().is_ok(), "the slot takes connections again");
+    }
+
     /// Removing the slot that listened last (the first of the kernel's chain) under a flood
     /// of connects, many times: no connect is reset or refused. Closing the removed socket
     /// reset about one connect in 3000 removals here (see `finish_remove_slot`); set
