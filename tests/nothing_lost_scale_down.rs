@@ -1,12 +1,10 @@
-//! Nothing lost when scaling down under load (SIGTTOU). A removed slot's listener must really
-//! close, and closing a SO_REUSEPORT listener resets every connection queued on it, while the
-//! kernel keeps steering new connections to it until then: losing nothing needs the kernel's
-//! help (net.ipv4.tcp_migrate_req, or a cBPF reuseport program that stops steering to the
-//! slot before it drains). Until listen.rs has that steering this test is expected to fail;
-//! it asserts zero failures so that it passes once the steering lands. Cargo.toml marks it
-//! `test = false` (a plain `cargo test` skips it); run it by name:
-//! `cargo test --test nothing_lost_scale_down -- --nocapture`.
-
+//! Nothing lost when scaling down under load (SIGTTOU): connections queued on a removed
+//! slot's listener, and connections opened while it goes away, all get their answers. The
+//! kernel would reset what is queued on a closed SO_REUSEPORT listener, and its close races
+//! new connections' lookups: with net.ipv4.tcp_migrate_req the kernel moves the queue on
+//! close; otherwise a cBPF reuseport program steers new connections away from the slot before
+//! it drains, the primary hands what is queued to the workers that stay, and the socket stays
+//! open, steered around, instead of closing (see listen.rs's `finish_remove_slot`).
 mod lost;
 mod util;
 
