@@ -325,11 +325,7 @@ impl<H: Handler> Conn<H> {
         let close = if served.is_ok() {
             crate::metrics::local::request(res.status_code(), started);
             let close = !head.keep_alive || self.draining || res.wants_close();
-            let persist = match (close, head.minor_version) {
-                (true, _) => Persist::Close,
-                (false, 0) => Persist::KeepAlive10,
-                (false, _) => Persist::KeepAlive,
-            };
+            let persist = Persist::after(close, head.minor_version);
             if let Some(body) = res.stream.take() {
                 let head_only = head.method == "HEAD";
                 let head_alone =
@@ -343,6 +339,7 @@ impl<H: Handler> Conn<H> {
                 });
             }
             let head_only = head.method == "HEAD";
+            let start = out.len();
             res.write(out, head_only, persist, now);
             if let Some(file) = res_file(res, head_only) {
                 // Its file body goes next (then `on_drained`).
@@ -356,7 +353,7 @@ impl<H: Handler> Conn<H> {
                     len: taken + body_len,
                 });
             }
-            if !close && out.len() > LARGE_ANSWER && self.upload.is_none() {
+            if !close && out.len() - start > LARGE_ANSWER && self.upload.is_none() {
                 // The idle time runs from when it has gone out (`on_drained`). Not while a
                 // streamed body still comes: it is read on while the answer waits for the
                 // client (who may read only once it has sent it).
@@ -638,11 +635,7 @@ impl<H: Handler> Conn<H> {
             Done::Answer(mut res) => {
                 crate::metrics::local::request(res.status_code(), waiting.started);
                 let close = !waiting.keep_alive || self.draining || res.wants_close();
-                let persist = match (close, waiting.minor_version) {
-                    (true, _) => Persist::Close,
-                    (false, 0) => Persist::KeepAlive10,
-                    (false, _) => Persist::KeepAlive,
-                };
+                let persist = Persist::after(close, waiting.minor_version);
                 if let Some(body) = res.stream.take() {
                     // The answer goes through `self.response` (where streaming starts from).
                     let link = self.response.link.take();
@@ -655,11 +648,12 @@ impl<H: Handler> Conn<H> {
                     // A stream decides at its end; a head alone closes now if it must.
                     return Some(head_alone.unwrap_or(false));
                 }
+                let start = out.len();
                 res.write(out, waiting.head_only, persist, now);
                 // A file body, or a large answer: the loop sends it, then `on_drained`.
                 self.sending = res_file(&mut res, waiting.head_only)
                     .map(Some)
-                    .or_else(|| (!close && out.len() > LARGE_ANSWER).then_some(None))
+                    .or_else(|| (!close && out.len() - start > LARGE_ANSWER).then_some(None))
                     .map(|file| SendingFile { file, close });
                 close
             }

@@ -77,6 +77,17 @@ pub(crate) enum Persist {
     Upgrade,
 }
 
+impl Persist {
+    /// After an answer that closes the connection or not, to a client of HTTP/1.`minor`.
+    pub(crate) fn after(close: bool, minor: u8) -> Persist {
+        match (close, minor) {
+            (true, _) => Persist::Close,
+            (false, 0) => Persist::KeepAlive10,
+            (false, _) => Persist::KeepAlive,
+        }
+    }
+}
+
 impl Response {
     pub(crate) fn new() -> Self {
         Response {
