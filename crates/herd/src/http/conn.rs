@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use httparse::Header;
 
-use super::body::{Body, Fill, Outgoing};
 use super::chunked::{Decoded, Decoder};
 use super::deferred::{Done, Slot};
 use super::parse::{self, Framing, Head};
 use super::request::Params;
 use super::response::{self, Persist};
+use super::stream::{Body, Fill, Outgoing};
 use super::upgrade::{self, Upgraded};
 use super::upload::Upload;
 use super::{Error, Handler, Limits, Request, Response};

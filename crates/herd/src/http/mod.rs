@@ -35,7 +35,6 @@
 //! # let _ = http;
 //! ```
 
-mod body;
 mod chunked;
 mod conn;
 mod date;
@@ -50,6 +49,7 @@ mod response;
 mod router;
 mod static_dir;
 mod status;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -59,7 +59,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use body::{BodySender, Closed, TrySendError};
 pub use conn::Conn;
 pub use deferred::Responder;
 use error::Error;
@@ -70,6 +69,7 @@ pub(crate) use response::has_token;
 pub use response::Response;
 pub use router::Router;
 pub use static_dir::StaticDir;
+pub use stream::{BodySender, Closed, TrySendError};
 pub use upload::BodyReader;
 
 use crate::protocol::{Protocol, Wake};
@@ -117,7 +117,7 @@ impl<H: Handler> Http<H> {
                 max_uri_len: 4 * 1024,
                 max_body_bytes: 1024 * 1024,
                 min_body_rate: 1024,
-                stream_window: body::DEFAULT_WINDOW,
+                stream_window: stream::DEFAULT_WINDOW,
                 stream_large_bodies: false,
             },
             pool: Arc::new(Pool::new(DEFAULT_POOL)),

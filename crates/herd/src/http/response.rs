@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::body::{Body, BodySender, Pipe, Source};
 use super::deferred::{Link, Responder, Slot};
 use super::file;
+use super::stream::{Body, BodySender, Pipe, Source};
 use super::upgrade::Start;
 use super::{date, status, Request};
 use crate::protocol::{Connection, FileRange, Wake};
