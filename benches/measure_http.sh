@@ -11,7 +11,8 @@
 #   4. memory: idle worker RSS, and the RSS the cluster adds for 10,000 idle keep-alive
 #      connections (opened by a small python client)
 # Everything started here is killed on exit. Figures move +-15% run to run on a shared box:
-# compare within one run. Override DURATION (default 10s) and REQUESTS (default 200000).
+# compare within one run. Override DURATION (default 10s), REQUESTS (default 200000), and HELLO
+# (default: this checkout's release build) to measure another build.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,19 +21,9 @@ REQUESTS=${REQUESTS:-200000}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 
 TMP=$(mktemp -d /tmp/herd-measure.XXXXXX)
-STARTED=()
-cleanup() {
-    local pid
-    for pid in "${STARTED[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=measure_http
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 # 10,000 client sockets plus as many server sockets, plus some slack.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -41,31 +32,16 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1000)
     exit 1
 fi
 
-for tool in wrk nginx strace python3 curl; do
-    command -v "$tool" >/dev/null || { echo "measure_http: $tool is not installed" >&2; exit 1; }
-done
+need_tools wrk nginx strace python3 curl
 
 echo "== building (release)"
-cargo build --release --quiet -p herd-workspace --example hello
+# HELLO=path measures another build of the hello example (an older commit's, say).
+if [ -z "${HELLO:-}" ]; then
+    cargo build --release --quiet -p herd-workspace --example hello
+    HELLO=target/release/examples/hello
+fi
 cargo build --release --quiet -p herd-load --bin herd-load
-HELLO=target/release/examples/hello
 LOAD=target/release/herd-load
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # port
-    local i
-    for i in $(seq 1 100); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$1/"; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "measure_http: nothing answers on port $1" >&2
-    exit 1
-}
 
 rss_kib() { # pid...: summed VmRSS
     local total=0 pid kib
@@ -112,24 +88,7 @@ IDLE_WORKER_RSS2=$(rss_kib "${WORKER_PIDS[1]}")
 
 # --- nginx ------------------------------------------------------------------------------
 NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx/logs"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 2;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$NGINX_PORT reuseport;
-        location / { return 200 "hello"; }
-    }
-}
-EOF
-nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-STARTED+=("$NGINX_PID")
-wait_http "$NGINX_PORT"
+start_nginx "$NGINX_PORT" "$TMP/nginx"
 
 echo "== herd: pid $HERD_PID, workers ${WORKER_PIDS[*]}, port $HERD_PORT; nginx: pid $NGINX_PID, port $NGINX_PORT"
 
