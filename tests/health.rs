@@ -173,22 +173,20 @@ impl Drop for TempDir {
     }
 }
 
-/// hello with `SHUTDOWN_DELAY`: after SIGTERM, `/readyz` fails at once while the service
-/// still answers for the delay; then the cluster drains and exits.
-#[test]
-fn hello_serves_out_its_shutdown_delay_not_ready() {
-    let dir = TempDir::new("delay");
+/// hello with `WORKERS` and `SHUTDOWN_DELAY`, once `/readyz` says every slot is ready; its
+/// workers are adopted by the guard. Returns the guard, the admin and the service addresses.
+fn hello_with_delay(dir: &TempDir, workers: &str, delay: &str) -> (Proc, SocketAddr, SocketAddr) {
     let maddr = admin();
     let port = free_port();
     let service: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut c = Proc::start(
+    let c = Proc::start(
         util::example("hello").to_str().unwrap(),
         &[
             ("PORT", &port.to_string()),
-            ("WORKERS", "2"),
+            ("WORKERS", workers),
             ("METRICS_ADDR", &maddr.to_string()),
             ("HERD_SOCKET", dir.0.join("h.sock").to_str().unwrap()),
-            ("SHUTDOWN_DELAY", "2.5"),
+            ("SHUTDOWN_DELAY", delay),
         ],
         &[],
     );
@@ -203,6 +201,15 @@ fn hello_serves_out_its_shutdown_delay_not_ready() {
     }
     until(maddr, "/readyz", 20 * SEC, |s, _| s == 200);
     c.adopt(&util::children_of(c.pid()));
+    (c, maddr, service)
+}
+
+/// hello with `SHUTDOWN_DELAY`: after SIGTERM, `/readyz` fails at once while the service
+/// still answers for the delay; then the cluster drains and exits.
+#[test]
+fn hello_serves_out_its_shutdown_delay_not_ready() {
+    let dir = TempDir::new("delay");
+    let (mut c, maddr, service) = hello_with_delay(&dir, "2", "2.5");
     assert!(http_get(service, "/").unwrap().starts_with("HTTP/1.1 200"));
 
     let term = Instant::now();
@@ -239,30 +246,7 @@ fn hello_serves_out_its_shutdown_delay_not_ready() {
 #[test]
 fn a_second_sigterm_skips_the_shutdown_delay() {
     let dir = TempDir::new("skip");
-    let maddr = admin();
-    let port = free_port();
-    let mut c = Proc::start(
-        util::example("hello").to_str().unwrap(),
-        &[
-            ("PORT", &port.to_string()),
-            ("WORKERS", "1"),
-            ("METRICS_ADDR", &maddr.to_string()),
-            ("HERD_SOCKET", dir.0.join("h.sock").to_str().unwrap()),
-            ("SHUTDOWN_DELAY", "60"),
-        ],
-        &[],
-    );
-    let deadline = Instant::now() + 20 * SEC;
-    while std::net::TcpStream::connect_timeout(&maddr, SEC).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no admin address: {}",
-            c.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    until(maddr, "/readyz", 20 * SEC, |s, _| s == 200);
-    c.adopt(&util::children_of(c.pid()));
+    let (mut c, maddr, _) = hello_with_delay(&dir, "1", "60");
     c.signal(libc::SIGTERM);
     until(maddr, "/readyz", 2 * SEC, |s, _| s == 503);
     let second = Instant::now();
